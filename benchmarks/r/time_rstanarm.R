@@ -1,0 +1,35 @@
+# Time rstanarm::stan_lmer with its defaults (4 chains x 2000 iter, seed 1, cores 2)
+# and report bulk ESS per parameter (fixed effects, sigma, Sigma entries).
+# Usage: Rscript time_rstanarm.R CASE CSV_DIR
+#   CASE: sleepstudy (Reaction ~ Days + (Days | Subject))
+#         exam       (normexam ~ standLRT + (standLRT | school))
+# Prints one JSON line.
+suppressMessages({library(rstanarm); library(rstan); library(jsonlite)})
+args <- commandArgs(trailingOnly = TRUE)
+if (length(args) < 2) stop("usage: time_rstanarm.R CASE CSV_DIR")
+case <- args[1]; csvdir <- args[2]
+rd <- function(name, chr) {
+  d <- read.csv(file.path(csvdir, paste0(name, ".csv")), stringsAsFactors = FALSE)
+  for (v in chr) d[[v]] <- as.character(d[[v]])
+  d
+}
+spec <- switch(case,
+  sleepstudy = list(data = rd("sleepstudy", "Subject"), formula = "Reaction ~ Days + (Days | Subject)"),
+  exam = list(data = rd("exam", c("school", "student", "sex", "schgend")),
+              formula = "normexam ~ standLRT + (standLRT | school)"),
+  stop("unknown case: ", case))
+t <- system.time(fit <- stan_lmer(as.formula(spec$formula), data = spec$data, chains = 4,
+                                  iter = 2000, seed = 1, cores = 2, refresh = 0))[["elapsed"]]
+a <- as.array(fit)                      # iterations x chains x parameters
+pn <- dimnames(a)[[3]]
+keep <- pn[!grepl("^b\\[", pn) & pn != "mean_PPD" & pn != "log-posterior"]
+ess <- sapply(keep, function(p) rstan::ess_bulk(a[, , p]))
+rhat <- sapply(keep, function(p) rstan::Rhat(a[, , p]))
+cat(toJSON(list(case = case, formula = spec$formula, seconds = t,
+                chains = 4, iter = 2000, seed = 1, cores = 2,
+                params = unname(keep), ess_bulk = unname(ess), rhat = unname(rhat),
+                min_ess_bulk = min(ess), min_ess_param = keep[which.min(ess)],
+                min_ess_per_second = min(ess) / t,
+                rstanarm = as.character(packageVersion("rstanarm")),
+                rstan = as.character(packageVersion("rstan"))),
+            auto_unbox = TRUE, digits = NA), "\n", sep = "")

@@ -1,0 +1,94 @@
+"""``lmer``: formula -> design -> LMM problem -> optimizer -> LmerFit (lme4's four stages)."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pandas as pd
+
+from .formula.design import ModelDesign, build_design
+from .lmm import LMMProblem
+from .optimize import (boundary_snap, check_convergence, emit, finite_difference_derivs, is_singular,
+                       minimize, restart_edge)
+from .results import LmerFit
+
+
+def caller_namespace(depth: int = 2) -> dict:
+    """Variables visible where the user called us, so formulas can use them (as R's environment)."""
+    frame = inspect.stack()[depth].frame
+    try:
+        return {**frame.f_globals, **frame.f_locals}
+    finally:
+        del frame
+
+
+def fit_problem(design: ModelDesign, problem: LMMProblem, reml: bool = True, start=None,
+                optimizer: str = "bobyqa", calc_derivs: bool = True, data_name: str = "data",
+                quiet: bool = False) -> LmerFit:
+    """Optimize the profiled criterion over theta and build the fit (lme4 ``optimizeLmer`` +
+    ``mkMerMod``), with restart_edge, boundary.tol and checkConv as lme4 does them."""
+    def objective(theta):
+        return problem.objective(theta, reml)
+
+    x0 = problem.start_theta() if start is None else np.asarray(start, dtype=float)
+    if len(x0) != len(problem.lower):
+        raise ValueError(f"start has {len(x0)} values but the model has {len(problem.lower)} theta parameters")
+    opt = minimize(objective, x0, problem.lower, optimizer=optimizer)
+    opt = restart_edge(objective, opt, optimizer)
+    opt = boundary_snap(objective, opt)
+    singular = is_singular(opt.x, problem.lower)
+    if calc_derivs and not singular:
+        opt.gradient, opt.hessian = finite_difference_derivs(objective, opt.x)
+    messages = check_convergence(opt, singular)
+    if not quiet:
+        emit(messages)
+    state = problem.profile(opt.x)
+    return LmerFit(design, problem, reml, opt, state, [m for _, m in messages] + opt.messages, data_name)
+
+
+def lmer(formula: str, data: pd.DataFrame, REML: bool = True, weights=None, offset=None, start=None,
+         optimizer: str = "bobyqa", calc_derivs: bool = True) -> LmerFit:
+    """Fit a linear mixed model by REML (default) or ML, as lme4's ``lmer``.
+
+    Parameters
+    ----------
+    formula : lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``
+    data : DataFrame
+    REML : REML (True) or maximum likelihood (False)
+    weights, offset : column names or arrays of prior weights / an offset
+    start : starting theta (lme4's default when None)
+    optimizer : "bobyqa" (NLopt, as lme4), "scipy" (L-BFGS-B) or "nelder_mead"
+
+    The model is y | b ~ N(X beta + Z b + offset, sigma^2 W^{-1}), b ~ N(0, Sigma_theta); beta and
+    sigma are profiled out of the deviance (Bates et al. 2015, J. Stat. Softw. 67(1)).
+    """
+    design = build_design(formula, data, weights=weights, offset=offset, env=caller_namespace())
+    problem = LMMProblem(design.terms, design.X, design.y if design.y.ndim == 1 else _bad_response(design),
+                         design.weights, design.offset)
+    return fit_problem(design, problem, reml=REML, start=start, optimizer=optimizer, calc_derivs=calc_derivs)
+
+
+def _bad_response(design):
+    from .errors import DataError
+
+    raise DataError(f"lmer needs a single numeric response; {design.response_name!r} has two columns "
+                    "(cbind responses are for glmer with family='binomial')")
+
+
+class LMM:
+    """statsmodels-style entry: ``LMM.from_formula(formula, data).fit(reml=True)``."""
+
+    def __init__(self, formula: str, data: pd.DataFrame, weights=None, offset=None, env=None):
+        self.formula, self.data = formula, data
+        self.design = build_design(formula, data, weights=weights, offset=offset, env=env)
+        if self.design.y.ndim != 1:
+            _bad_response(self.design)
+        self.problem = LMMProblem(self.design.terms, self.design.X, self.design.y, self.design.weights,
+                                  self.design.offset)
+
+    @classmethod
+    def from_formula(cls, formula: str, data: pd.DataFrame, weights=None, offset=None) -> "LMM":
+        return cls(formula, data, weights=weights, offset=offset, env=caller_namespace())
+
+    def fit(self, reml: bool = True, start=None, optimizer: str = "bobyqa") -> LmerFit:
+        return fit_problem(self.design, self.problem, reml=reml, start=start, optimizer=optimizer)

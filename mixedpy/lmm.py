@@ -1,0 +1,136 @@
+"""The linear mixed model as a function of theta: lme4's profiled deviance.
+
+With ``L``, ``R_X`` and ``pwrss`` from :mod:`mixedpy.linalg.blocked`,
+
+    ML:    d(theta)   = ldL2 - ldW + n [1 + log(2 pi pwrss / n)]
+    REML:  d_R(theta) = ldL2 + ldRX2 - ldW + (n - p) [1 + log(2 pi pwrss / (n - p))]
+
+with beta and sigma profiled out (Bates et al. 2015, eqs. 34 and 41;
+``../shared/design/ALGORITHMS.md`` section 1.2).  sigma-hat is sqrt(pwrss / n) for ML
+and sqrt(pwrss / (n - p)) for REML.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .linalg.blocked import BlockedFactor, CrossProducts, NotPositiveDefinite, TermBlock
+from .terms import RandomEffectsTerm, split_theta
+
+
+@dataclass(frozen=True)
+class Profiled:
+    """Everything lme4's ``devcomp`` keeps for one theta."""
+
+    theta: np.ndarray
+    factor: BlockedFactor
+    beta: np.ndarray
+    u: np.ndarray
+    ldL2: float
+    ldRX2: float
+    pwrss: float
+    wrss: float
+    ussq: float
+    deviance_ml: float
+    reml_crit: float
+    sigma_ml: float
+    sigma_reml: float
+
+
+class LMMProblem:
+    """Arrays of one LMM and its objective; knows nothing of formulas or DataFrames.
+
+    Parameters
+    ----------
+    terms : random-effects terms in lme4's order
+    X : (n, p) fixed-effects matrix
+    y : (n,) response
+    weights : (n,) prior weights or None
+    offset : (n,) offset or None
+    """
+
+    def __init__(self, terms: list[RandomEffectsTerm], X: np.ndarray, y: np.ndarray,
+                 weights: np.ndarray | None = None, offset: np.ndarray | None = None):
+        self.terms = terms
+        self.X = np.ascontiguousarray(X, dtype=float)
+        self.y = np.asarray(y, dtype=float)
+        self.n, self.p = self.X.shape
+        self.weights = None if weights is None else np.asarray(weights, dtype=float)
+        self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)
+        self.ldW = 0.0 if self.weights is None else float(np.log(self.weights[self.weights > 0]).sum())
+        sqrt_w = None if self.weights is None else np.sqrt(self.weights)
+        self.blocks = [TermBlock(t.codes, t.model_matrix, t.n_levels) for t in terms]
+        self.cross = CrossProducts(self.blocks, self.X, self.y - self.offset, sqrt_w)
+        self.lower = np.concatenate([t.theta_lower() for t in terms])
+        self.n_evals = 0
+
+    # ------------------------------------------------------------------------------
+    def relative_factors(self, theta: np.ndarray) -> list[np.ndarray]:
+        return [t.relative_factor(th) for t, th in zip(self.terms, split_theta(self.terms, theta))]
+
+    def objective(self, theta: np.ndarray, reml: bool) -> float:
+        """The profiled deviance (ML) or REML criterion at theta; +inf where L does not exist."""
+        self.n_evals += 1
+        try:
+            f = self.cross.factor(self.relative_factors(np.asarray(theta, dtype=float)))
+        except NotPositiveDefinite:
+            return np.inf
+        return self._criterion(f.ldL2, f.ldRX2, f.pwrss, reml)
+
+    def _criterion(self, ldL2: float, ldRX2: float, pwrss: float, reml: bool) -> float:
+        if pwrss <= 0:
+            return -np.inf
+        if reml:
+            nmp = self.n - self.p
+            return ldL2 + ldRX2 - self.ldW + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp))
+        return ldL2 - self.ldW + self.n * (1.0 + np.log(2.0 * np.pi * pwrss / self.n))
+
+    def profile(self, theta: np.ndarray) -> Profiled:
+        """Factor at theta and solve for beta-hat and u-hat (lme4 ``devcomp``)."""
+        theta = np.asarray(theta, dtype=float)
+        f = self.cross.factor(self.relative_factors(theta))
+        u, beta = f.coefficients()
+        ussq = float(u @ u)
+        n, p = self.n, self.p
+        return Profiled(theta=theta, factor=f, beta=beta, u=u, ldL2=f.ldL2, ldRX2=f.ldRX2,
+                        pwrss=f.pwrss, wrss=f.pwrss - ussq, ussq=ussq,
+                        deviance_ml=self._criterion(f.ldL2, f.ldRX2, f.pwrss, False),
+                        reml_crit=self._criterion(f.ldL2, f.ldRX2, f.pwrss, True),
+                        sigma_ml=np.sqrt(f.pwrss / n), sigma_reml=np.sqrt(f.pwrss / (n - p)))
+
+    # ------------------------------------------------------------------------------
+    def b_from_u(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
+        """b = Lambda u, split per term into (J_i, k_i) arrays (level-major)."""
+        out, start = [], 0
+        for t, T in zip(self.terms, self.relative_factors(theta)):
+            ui = u[start:start + t.n_coefs].reshape(t.n_levels, t.k)
+            out.append(ui @ T.T)
+            start += t.n_coefs
+        return out
+
+    def random_part(self, b_list: list[np.ndarray]) -> np.ndarray:
+        """Z b, summed over terms."""
+        zb = np.zeros(self.n)
+        for t, b in zip(self.terms, b_list):
+            zb += t.linear_predictor(b)
+        return zb
+
+    def start_theta(self) -> np.ndarray:
+        """lme4's start: 1 on diagonals, 0 off them; for all-scalar intercept terms, one per factor,
+        theta_f = sqrt(v_f / v_e) from the variance of the group means (ALGORITHMS.md 1.3)."""
+        start = np.concatenate([t.theta_start() for t in self.terms])
+        groups = [t.group_name for t in self.terms]
+        simple = all(t.k == 1 and t.coef_names == ["(Intercept)"] for t in self.terms)
+        if not simple or len(set(groups)) != len(groups):
+            return start
+        y = self.y
+        v_f = []
+        for t in self.terms:
+            sums = np.bincount(t.codes, weights=y, minlength=t.n_levels)
+            counts = np.bincount(t.codes, minlength=t.n_levels)
+            v_f.append(np.var((sums / counts)[t.codes], ddof=1))
+        v_e = np.var(y, ddof=1) - sum(v_f)
+        if v_e > 0:
+            return np.sqrt(np.asarray(v_f) / v_e)
+        return start

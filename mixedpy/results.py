@@ -1,0 +1,314 @@
+"""Fitted mixed models: one object, built once by its constructor; accessors are free functions.
+
+``MixedModelFit`` holds what lmer and glmer fits share (theta, beta, b, the terms, predict);
+``LmerFit`` adds the LMM-specific quantities (sigma, REML criterion, vcov from R_X).
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .formula.bars import BarTerm, strip_bars
+from .formula.design import ModelDesign, grouping_codes, new_fixed_matrix, new_offset
+from .lmm import LMMProblem, Profiled
+from .optimize import OptSummary, is_singular
+from .varcorr import VarCorr, VarCorrTerm, unique_labels
+
+
+class MixedModelFit:
+    """What every frequentist mixed-model fit has.  Subclasses set theta, beta, b_list, sigma."""
+
+    design: ModelDesign
+    theta: np.ndarray
+    beta: np.ndarray
+    b_list: list[np.ndarray]
+    use_scale: bool = True
+
+    # -- identification ------------------------------------------------------------------
+    @property
+    def terms(self):
+        return self.design.terms
+
+    @property
+    def formula(self) -> str:
+        return self.design.formula
+
+    @property
+    def nobs(self) -> int:
+        return self.design.nobs
+
+    @property
+    def ngrps(self) -> dict[str, int]:
+        return self.design.ngrps()
+
+    @property
+    def fixef_names(self) -> list[str]:
+        return self.design.fixef_names
+
+    @property
+    def term_labels(self) -> list[str]:
+        """Unique labels of the terms (Subject, Subject.1), as lme4's VarCorr names them."""
+        return unique_labels([t.group_name for t in self.terms])
+
+    @property
+    def theta_names(self) -> list[str]:
+        return [n for t in self.terms for n in t.theta_names()]
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.concatenate([t.theta_lower() for t in self.terms])
+
+    @property
+    def is_singular(self) -> bool:
+        return is_singular(self.theta, self.lower)
+
+    def relative_factors(self) -> list[np.ndarray]:
+        start, out = 0, []
+        for t in self.terms:
+            out.append(t.relative_factor(self.theta[start:start + t.n_theta]))
+            start += t.n_theta
+        return out
+
+    # -- variance components --------------------------------------------------------------
+    @property
+    def scale(self) -> float:
+        """sigma for Gaussian models, 1 where the family has no dispersion."""
+        return self.sigma if self.use_scale else 1.0
+
+    def varcorr(self) -> VarCorr:
+        s2 = self.scale ** 2
+        terms = [VarCorrTerm(label=lab, group=t.group_name, coef_names=t.coef_names, cov=s2 * T @ T.T)
+                 for lab, t, T in zip(self.term_labels, self.terms, self.relative_factors())]
+        return VarCorr(terms, self.sigma if self.use_scale else None)
+
+    # -- fixed and random effects --------------------------------------------------------
+    @property
+    def vcov(self) -> pd.DataFrame:
+        return pd.DataFrame(self.vcov_array, index=self.fixef_names, columns=self.fixef_names)
+
+    @property
+    def se_fixef(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.vcov_array))
+
+    def postvar(self) -> list[np.ndarray]:
+        """Conditional covariance of b per term and level, (J, k, k): sigma^2 T (A^{-1})_jj T'
+        (lme4 ``condVar``; given beta-hat and theta-hat, ALGORITHMS.md 1.6)."""
+        blocks = self._u_precision_inverse_blocks()
+        s2 = self.scale ** 2
+        return [s2 * np.einsum("ab,jbc,dc->jad", T, B, T) for T, B in zip(self.relative_factors(), blocks)]
+
+    def ranef_frames(self, condvar: bool = False) -> dict[str, pd.DataFrame]:
+        """Conditional modes per grouping factor; terms sharing a factor are column-bound."""
+        out: dict[str, pd.DataFrame] = {}
+        pv = self.postvar() if condvar else None
+        for i, (t, b) in enumerate(zip(self.terms, self.b_list)):
+            df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group_name), columns=t.coef_names)
+            sd = None
+            if condvar:
+                sd = pd.DataFrame(np.sqrt(np.diagonal(pv[i], axis1=1, axis2=2)), index=df.index,
+                                  columns=t.coef_names)
+            if t.group_name in out:
+                prev = out[t.group_name]
+                merged = pd.concat([prev, df], axis=1)
+                if condvar:
+                    merged.attrs["condsd"] = pd.concat([prev.attrs["condsd"], sd], axis=1)
+                    merged.attrs["postVar"] = prev.attrs["postVar"] + [pv[i]]
+                out[t.group_name] = merged
+            else:
+                if condvar:
+                    df.attrs["condsd"] = sd
+                    df.attrs["postVar"] = [pv[i]]
+                out[t.group_name] = df
+        return out
+
+    def coef_frames(self) -> dict[str, pd.DataFrame]:
+        """fixef + ranef per level (lme4 ``coef``); random-only coefficients get fixef 0."""
+        fe = pd.Series(self.beta, index=self.fixef_names)
+        out = {}
+        for g, re in self.ranef_frames().items():
+            extra = [c for c in re.columns if c not in fe.index]
+            cols = extra + list(fe.index)
+            df = pd.DataFrame(np.tile(np.concatenate([np.zeros(len(extra)), fe.to_numpy()]), (len(re), 1)),
+                              index=re.index, columns=cols)
+            for c in re.columns:
+                df[c] = df[c] + re[c].to_numpy()
+            out[g] = df
+        return out
+
+    # -- prediction ------------------------------------------------------------------------
+    def _selected_terms(self, re_form) -> list[int]:
+        if re_form is None:
+            return list(range(len(self.terms)))
+        if isinstance(re_form, float) and np.isnan(re_form):
+            return []
+        text = str(re_form).strip()
+        if text in ("~0", "~ 0", "NA", "~ -1", "~-1", "0"):
+            return []
+        wanted: list[BarTerm] = strip_bars(text)
+        chosen = []
+        for bar in wanted:
+            hits = [i for i, t in enumerate(self.terms)
+                    if t.group_name == bar.group_name and t.expr.replace(" ", "") == bar.expr.replace(" ", "")]
+            if not hits:
+                hits = [i for i, t in enumerate(self.terms) if t.group_name == bar.group_name]
+            if not hits:
+                raise DataError(f"re_form term ({bar.expr} | {bar.group_name}) is not in the model")
+            chosen += [h for h in hits if h not in chosen]
+        return chosen
+
+    def _new_codes(self, term, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+        """Level index of each newdata row in the fitted term, -1 for new or missing levels."""
+        for col in term.group_columns:
+            if col not in newdata.columns:
+                raise DataError(f"newdata has no column {col!r} for grouping factor {term.group_name!r}")
+        keys = newdata[list(term.group_columns)].astype(str).agg(":".join, axis=1) \
+            if len(term.group_columns) > 1 else newdata[term.group_columns[0]].astype(str)
+        missing = newdata[list(term.group_columns)].isna().any(axis=1).to_numpy()
+        lookup = pd.Index(term.levels)
+        codes = lookup.get_indexer(keys.to_numpy())
+        codes[missing] = -1
+        if (codes < 0).any() and not allow_new_levels:
+            new = sorted(set(keys.to_numpy()[codes < 0]))
+            listing = ", ".join(map(str, new))
+            raise DataError(f"new levels detected in newdata for {term.group_name!r}: {listing[:60]}; "
+                            "pass allow_new_levels=True to predict them with random effects 0")
+        return codes
+
+    def linear_predictor(self, newdata: pd.DataFrame | None = None, re_form=None,
+                         allow_new_levels: bool = False) -> np.ndarray:
+        """eta = X beta + offset + sum over chosen terms of Z b (new levels contribute 0)."""
+        chosen = self._selected_terms(re_form)
+        if newdata is None:
+            eta = self.design.X @ self.beta + self.design.offset
+            for i in chosen:
+                eta = eta + self.terms[i].linear_predictor(self.b_list[i])
+            return eta
+        newdata = pd.DataFrame(newdata).reset_index(drop=True)
+        eta = new_fixed_matrix(self.design, newdata) @ self.beta + new_offset(self.design, newdata)
+        for i in chosen:
+            t = self.terms[i]
+            codes = self._new_codes(t, newdata, allow_new_levels)
+            import patsy
+
+            (M,) = patsy.build_design_matrices([t.design_info], newdata, NA_action="raise")
+            M = np.asarray(M, dtype=float)
+            b = self.b_list[i]
+            contrib = np.einsum("nk,nk->n", M, b[np.clip(codes, 0, None)])
+            eta = eta + np.where(codes >= 0, contrib, 0.0)
+        return eta
+
+    def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = False,
+                type: str = "link") -> np.ndarray:
+        """lme4 ``predict``: re_form=None uses every random effect, "~0"/"NA" none, or a formula of
+        bar terms; new levels get random effects 0 when allow_new_levels, an error otherwise."""
+        eta = self.linear_predictor(newdata, re_form, allow_new_levels)
+        if type == "response":
+            return self._linkinv(eta)
+        if type != "link":
+            raise ValueError(f"type must be 'link' or 'response', got {type!r}")
+        return eta
+
+    def _linkinv(self, eta):
+        return eta
+
+
+class LmerFit(MixedModelFit):
+    """A linear mixed model fitted by REML or ML (lme4 ``lmerMod``)."""
+
+    def __init__(self, design: ModelDesign, problem: LMMProblem, reml: bool, opt: OptSummary,
+                 state: Profiled, messages: list[str], data_name: str = "data"):
+        self.design = design
+        self.problem = problem
+        self.reml = bool(reml)
+        self.opt = opt
+        self.state = state
+        self.messages = messages
+        self.data_name = data_name
+        self.theta = state.theta
+        self.beta = state.beta
+        self.u = state.u
+        self.b_list = problem.b_from_u(state.theta, state.u)
+
+    @property
+    def sigma(self) -> float:
+        return float(self.state.sigma_reml if self.reml else self.state.sigma_ml)
+
+    @property
+    def reml_crit(self) -> float:
+        return float(self.state.reml_crit) if self.reml else np.nan
+
+    @property
+    def criterion(self) -> float:
+        """The minimized objective: REML criterion or ML deviance (= -2 logLik)."""
+        return float(self.state.reml_crit if self.reml else self.state.deviance_ml)
+
+    @property
+    def loglik(self) -> float:
+        """-criterion/2; for a REML fit this is the REML log-likelihood, as lme4's logLik."""
+        return -0.5 * self.criterion
+
+    @property
+    def df(self) -> int:
+        return len(self.beta) + len(self.theta) + 1
+
+    @property
+    def aic(self) -> float:
+        return -2 * self.loglik + 2 * self.df
+
+    @property
+    def bic(self) -> float:
+        return -2 * self.loglik + np.log(self.nobs) * self.df
+
+    @property
+    def deviance(self) -> float:
+        """-2 logLik at the estimates: the ML deviance of an ML fit, the REML criterion of a REML
+        fit (lme4's ``deviance()``; see ``deviance_ml`` for the ML deviance at the REML estimates)."""
+        return self.criterion
+
+    @property
+    def deviance_ml(self) -> float:
+        """ML deviance at these estimates (lme4 ``deviance(fit, REML = FALSE)``)."""
+        return float(self.state.deviance_ml)
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.opt.converged) and not any("failed to converge" in m for m in self.messages)
+
+    @cached_property
+    def vcov_array(self) -> np.ndarray:
+        """sigma^2 (R_X'R_X)^{-1} (lme4 ``vcov.merMod``)."""
+        return self.sigma ** 2 * self.state.factor.unscaled_vcov()
+
+    def _u_precision_inverse_blocks(self):
+        return self.state.factor.u_precision_inverse_blocks()
+
+    @cached_property
+    def fitted(self) -> np.ndarray:
+        return self.linear_predictor()
+
+    @property
+    def resid(self) -> np.ndarray:
+        return self.design.y - self.fitted
+
+    def refit(self, reml: bool | None = None, **kwargs) -> "LmerFit":
+        """The same model fitted again, e.g. ``refit(reml=False)`` for lme4's ``refitML``."""
+        from .lmer import fit_problem
+
+        reml = self.reml if reml is None else reml
+        if reml == self.reml and not kwargs:
+            return self
+        return fit_problem(self.design, self.problem, reml=reml, start=kwargs.pop("start", self.theta),
+                           data_name=self.data_name, **kwargs)
+
+    def summary(self) -> str:
+        from .display import lmer_summary
+
+        return lmer_summary(self)
+
+    def __repr__(self) -> str:
+        from .display import lmer_brief
+
+        return lmer_brief(self)

@@ -1,0 +1,102 @@
+"""A random-effects term: integer level codes, a small model matrix and its theta -> Lambda map.
+
+For term i with k_i coefficients and J_i levels, lme4 writes Z_i as the row-wise
+Kronecker product of the level indicators and the n x k_i model matrix M_i, with
+columns ordered level-major, and Lambda_i = I_{J_i} (x) T_i where T_i is lower
+triangular and theta_i = vech(T_i) in column-major order (Bates et al. 2015,
+section 2.2; MixedModels.jl ``ReMat``).  We keep only ``codes`` and ``M_i``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def vech_indices(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) of the lower triangle of a k x k matrix in column-major order."""
+    rows, cols = [], []
+    for c in range(k):
+        for r in range(c, k):
+            rows.append(r)
+            cols.append(c)
+    return np.asarray(rows, dtype=int), np.asarray(cols, dtype=int)
+
+
+@dataclass(frozen=True, eq=False)
+class RandomEffectsTerm:
+    group_name: str               # e.g. "Subject" or "cask:batch"
+    group_columns: tuple[str, ...]
+    expr: str                     # patsy expression of the term's model matrix
+    codes: np.ndarray             # (n,) level index of each observation
+    levels: list[str]             # level labels, in code order
+    model_matrix: np.ndarray      # (n, k)
+    coef_names: list[str]
+    design_info: object = field(repr=False, default=None)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def k(self) -> int:
+        return self.model_matrix.shape[1]
+
+    @property
+    def n_coefs(self) -> int:
+        return self.k * self.n_levels
+
+    @property
+    def n_theta(self) -> int:
+        return self.k * (self.k + 1) // 2
+
+    def theta_lower(self) -> np.ndarray:
+        r, c = vech_indices(self.k)
+        return np.where(r == c, 0.0, -np.inf)
+
+    def theta_start(self) -> np.ndarray:
+        r, c = vech_indices(self.k)
+        return (r == c).astype(float)
+
+    def theta_names(self) -> list[str]:
+        r, c = vech_indices(self.k)
+        g, n = self.group_name, self.coef_names
+        return [f"{g}.{n[i]}" if i == j else f"{g}.{n[i]}.{n[j]}" for i, j in zip(r, c)]
+
+    def relative_factor(self, theta_i: np.ndarray) -> np.ndarray:
+        """T_i (k x k lower triangular) from theta_i."""
+        T = np.zeros((self.k, self.k))
+        r, c = vech_indices(self.k)
+        T[r, c] = theta_i
+        return T
+
+    def z_matrix(self, weights: np.ndarray | None = None) -> sp.csr_matrix:
+        """Sparse Z_i (n x k J), level-major columns; used for one-off cross-products only."""
+        n, k = self.model_matrix.shape
+        vals = self.model_matrix if weights is None else self.model_matrix * weights[:, None]
+        cols = self.codes[:, None] * k + np.arange(k)[None, :]
+        rows = np.repeat(np.arange(n), k)
+        return sp.csr_matrix((vals.ravel(), (rows, cols.ravel())), shape=(n, k * self.n_levels))
+
+    def linear_predictor(self, b: np.ndarray) -> np.ndarray:
+        """Z_i b_i for b_i of shape (J, k): sum_c M[r, c] * b[codes[r], c]."""
+        return np.einsum("nk,nk->n", self.model_matrix, b[self.codes])
+
+
+def order_terms(terms: list[RandomEffectsTerm]) -> list[RandomEffectsTerm]:
+    """lme4's term order: when a later term has more levels than an earlier one, sort by
+    decreasing level count by reversing a stable ascending sort (so ties are reversed)."""
+    nl = np.array([t.n_levels for t in terms])
+    if len(nl) > 1 and np.any(np.diff(nl) > 0):
+        order = np.argsort(nl, kind="stable")[::-1]
+        return [terms[i] for i in order]
+    return list(terms)
+
+
+def split_theta(terms: list[RandomEffectsTerm], theta: np.ndarray) -> list[np.ndarray]:
+    out, start = [], 0
+    for t in terms:
+        out.append(np.asarray(theta[start:start + t.n_theta], dtype=float))
+        start += t.n_theta
+    return out
