@@ -25,7 +25,7 @@ def unique_labels(names: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class VarCorrTerm:
-    label: str          # unique label (Subject, Subject.1)
+    label: str          # unique label (Subject, Subject.1), as lme4 prints and names terms
     group: str          # grouping factor name
     coef_names: list[str]
     cov: np.ndarray     # k x k covariance
@@ -68,10 +68,10 @@ class VarCorr:
         for t in self.terms:
             sd, cor = t.sd, t.corr
             for i, name in enumerate(t.coef_names):
-                rows.append((t.group, name, None, t.cov[i, i], sd[i]))
+                rows.append((t.label, name, None, t.cov[i, i], sd[i]))
             for j in range(len(t.coef_names)):
                 for i in range(j + 1, len(t.coef_names)):
-                    rows.append((t.group, t.coef_names[j], t.coef_names[i], t.cov[i, j], cor[i, j]))
+                    rows.append((t.label, t.coef_names[j], t.coef_names[i], t.cov[i, j], cor[i, j]))
         if self.sigma is not None:
             rows.append(("Residual", None, None, self.sigma ** 2, self.sigma))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
@@ -83,11 +83,11 @@ class VarCorr:
         for t in self.terms:
             c = t.corr
             for i, name in enumerate(t.coef_names):
-                groups.append(t.group if i == 0 else "")
+                groups.append(t.label if i == 0 else "")
                 names.append(name)
                 sds.append(t.sd[i])
                 vars_.append(t.cov[i, i])
-                corr_rows.append([f"{c[i, j]:.3f}" for j in range(i)])
+                corr_rows.append([f"{c[i, j]:.{max(2, digits - 2)}f}" for j in range(i)])
         if self.sigma is not None:
             groups.append("Residual")
             names.append("")
@@ -105,13 +105,10 @@ class VarCorr:
             for j in range(n_corr):
                 cols.append([r[j] if j < len(r) else "" for r in corr_rows])
         widths = [max(len(h), *(len(v) for v in col)) for h, col in zip(header, cols)]
+        # lme4 formats each numeric column to a common width, then left-justifies it in the table
         lines = [" " + " ".join(h.ljust(w) for h, w in zip(header, widths))]
         for r in range(len(groups)):
-            cells = []
-            for ci, (col, w) in enumerate(zip(cols, widths)):
-                v = col[r]
-                cells.append(v.ljust(w) if ci < 2 else (v.rjust(w) if ci < len(cols) - n_corr else v.rjust(w)))
-            lines.append(" " + " ".join(cells))
+            lines.append(" " + " ".join(col[r].ljust(w) for col, w in zip(cols, widths)))
         return "\n".join(line.rstrip() for line in lines)
 
     def __repr__(self) -> str:

@@ -153,6 +153,16 @@ def _response_parts(lhs: str) -> list[str]:
     return [inner[:cut].strip(), inner[cut + 1:].strip()]
 
 
+def r_column_order(info: patsy.DesignInfo, rhs: str) -> np.ndarray:
+    """Column permutation from patsy's term order to R's: terms as written, stably sorted by
+    their order (main effects, then two-way interactions, ...), intercept first."""
+    written = patsy.ModelDesc.from_formula(rhs).rhs_termlist
+    rank = {term: i for i, term in enumerate(written)}
+    terms = sorted(info.term_slices, key=lambda t: (len(t.factors), rank.get(t, len(rank))))
+    return np.concatenate([np.arange(info.term_slices[t].start, info.term_slices[t].stop) for t in terms]
+                          + [np.zeros(0, dtype=int)]).astype(int)
+
+
 def drop_rank_deficient(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
     """Indices of the columns kept by LINPACK-style limited pivoting (lme4 ``check.rankX``).
 
@@ -261,7 +271,7 @@ def _used_rows(parsed: ParsedFormula, data: pd.DataFrame, env: dict, extra: list
     mask = data[cols].notna().all(axis=1).to_numpy() if cols else np.ones(len(data), bool)
     for arr in extra:
         if arr is not None:
-            mask &= ~pd.isna(arr)
+            mask = mask & ~pd.isna(arr)
     return mask
 
 
@@ -324,16 +334,18 @@ def build_design(formula: str, data: pd.DataFrame, weights=None, offset=None,
                               NA_action="raise", return_type="dataframe")
     except patsy.PatsyError as exc:
         raise FormulaError(f"cannot build the fixed-effects matrix from {parsed.fixed_rhs!r}: {exc}") from exc
-    X_full = np.asarray(fixed, dtype=float)
-    names_full = [r_column_name(c) for c in fixed.columns]
-    keep = drop_rank_deficient(X_full)
-    dropped = [names_full[j] for j in range(len(names_full)) if j not in set(keep.tolist())]
+    order = r_column_order(fixed.design_info, parsed.fixed_rhs)
+    X_full = np.asarray(fixed, dtype=float)[:, order]
+    names_full = [r_column_name(fixed.columns[j]) for j in order]
+    keep_r = drop_rank_deficient(X_full)
+    dropped = [names_full[j] for j in range(len(names_full)) if j not in set(keep_r.tolist())]
+    keep = order[keep_r]  # indices into patsy's columns, in R's order
     if dropped:
         k = len(dropped)
         print(f"fixed-effect model matrix is rank deficient so dropping {k} column"
               f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''} ({', '.join(dropped)})")
-    X = X_full[:, keep]
-    fixef_names = [names_full[j] for j in keep]
+    X = X_full[:, keep_r]
+    fixef_names = [names_full[j] for j in keep_r]
 
     offset_vec = np.zeros(n) if off_all is None else off_all[mask]
     for off in parsed.offsets:

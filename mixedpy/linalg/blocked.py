@@ -115,6 +115,8 @@ class CrossProducts:
         self.sparse = self.m * self.q1 > self.DENSE_LIMIT and nnz < self.SPARSE_DENSITY * self.m * self.q1
         if self.sparse:
             self.B = sp.vstack([B_top, sp.csr_matrix(B_bottom)], format="csr")
+            self.B.sort_indices()
+            self._B_rows = np.repeat(np.arange(self.m), np.diff(self.B.indptr))
         else:
             self.B = np.vstack([B_top.toarray(), B_bottom])
         C = np.empty((self.m, self.m))
@@ -147,6 +149,44 @@ class CrossProducts:
         return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                              shape=(self.m, self.m))
 
+    def _rest_scale(self, T_rest: list[np.ndarray]) -> np.ndarray | None:
+        """Diagonal of Lambda_rest' when every rest term is scalar (then S is diagonal), else None."""
+        if any(T.shape[0] != 1 for T in T_rest):
+            return None
+        s = np.ones(self.m)
+        for off, J, T in zip(self.rest_offsets[:-1], self._rest_J, T_rest):
+            s[off:off + J] = T[0, 0]
+        return s
+
+    def _scaled_B(self, T_rest: list[np.ndarray], R: np.ndarray):
+        """L21 = Lambda_rest' B blockdiag(R_j), R_j = T1 L1_j^{-T}."""
+        diag = self._rest_scale(T_rest) if self.q_rest else np.ones(self.m)
+        if self.sparse:
+            if diag is not None:
+                Bs = self.B.copy()
+                Bs.data = Bs.data * diag[self._B_rows]
+            else:
+                Bs = self._lambda_rest_t(T_rest) @ self.B
+            if self.k1 == 1:
+                Bs.data = Bs.data * R[:, 0, 0][Bs.indices]
+                return Bs
+            Rb = sp.bsr_matrix((R, np.arange(self.J1), np.arange(self.J1 + 1)), shape=(self.q1, self.q1))
+            return (Bs @ Rb).tocsr()
+        Bs = self.B * diag[:, None] if diag is not None else np.asarray(self._lambda_rest_t(T_rest) @ self.B)
+        if self.k1 == 1:
+            return Bs * R[:, 0, 0][None, :]
+        return np.einsum("mjk,jkl->mjl", Bs.reshape(self.m, self.J1, self.k1), R).reshape(self.m, self.q1)
+
+    def _scaled_C(self, T_rest: list[np.ndarray]) -> np.ndarray:
+        """Lambda_rest' C Lambda_rest."""
+        if not self.q_rest:
+            return self.C.copy()
+        diag = self._rest_scale(T_rest)
+        if diag is not None:
+            return self.C * np.outer(diag, diag)
+        S = self._lambda_rest_t(T_rest)
+        return np.asarray(S @ np.asarray(S @ self.C).T).T
+
     def factor(self, T_list: list[np.ndarray]) -> "BlockedFactor":
         """Cholesky factor of the augmented system for relative factors ``T_list`` (one per term)."""
         T1 = T_list[0]
@@ -160,17 +200,12 @@ class CrossProducts:
         L1inv = _lower_inverse_batch(L1)
         R = np.einsum("ab,jcb->jac", T1, L1inv)  # T1 L1_j^{-T}
 
-        S = self._lambda_rest_t(T_list[1:]) if self.q_rest else None
+        L21 = self._scaled_B(T_list[1:], R)
         if self.sparse:
-            Bs = self.B if S is None else S @ self.B
-            Rb = sp.bsr_matrix((R, np.arange(self.J1), np.arange(self.J1 + 1)), shape=(self.q1, self.q1))
-            L21 = (Bs @ Rb).tocsr()
             schur = (L21 @ L21.T).toarray()
         else:
-            Bs = self.B if S is None else np.asarray(S @ self.B)
-            L21 = np.einsum("mjk,jkl->mjl", Bs.reshape(self.m, self.J1, self.k1), R).reshape(self.m, self.q1)
             schur = L21 @ L21.T
-        Cs = self.C if S is None else np.asarray(S @ np.asarray(S @ self.C).T).T
+        Cs = self._scaled_C(T_list[1:])
         G = Cs - schur
         idx = np.arange(self.q_rest)
         G[idx, idx] += 1.0

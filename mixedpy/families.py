@@ -1,0 +1,289 @@
+"""Exponential-family response models for glmer: binomial and Poisson with their links.
+
+A family supplies what PIRLS and the Laplace objective need (McCullagh & Nelder 1989,
+ch. 2; Bates et al. 2015, section 5 of the lme4 vignette "Computational methods"):
+
+* the link ``eta = g(mu)``, its inverse and ``d mu / d eta``;
+* the variance function ``V(mu)``;
+* deviance residuals ``d_i`` (``sum d_i`` is lme4's conditional ``deviance()``);
+* ``aic(...) = -2 * (conditional log-likelihood)``, the term of the Laplace objective;
+* the starting means of R's ``family$initialize`` and a random generator for ``simulate``.
+
+The link functions reproduce the guards of R's ``make.link`` (clamping to machine
+epsilon), so fits at the extremes behave as lme4's do.  Responses are validated with
+errors that say what is wrong and how to fix it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special, stats
+
+from .errors import DataError
+
+EPS = np.finfo(float).eps
+_LOGIT_THRESH = 30.0
+_PROBIT_THRESH = -stats.norm.ppf(EPS)
+
+
+# -- links ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Link:
+    """A link function g with inverse and derivative of the inverse."""
+
+    name: str
+
+    def linkfun(self, mu):
+        mu = np.asarray(mu, dtype=float)
+        if self.name == "logit":
+            return np.log(mu / (1.0 - mu))
+        if self.name == "probit":
+            return stats.norm.ppf(mu)
+        if self.name == "cloglog":
+            return np.log(-np.log1p(-mu))
+        if self.name == "log":
+            return np.log(mu)
+        if self.name == "identity":
+            return mu
+        if self.name == "sqrt":
+            return np.sqrt(mu)
+        raise AssertionError(self.name)
+
+    def linkinv(self, eta):
+        """mu = g^{-1}(eta), clamped away from the boundary as R's make.link does."""
+        eta = np.asarray(eta, dtype=float)
+        if self.name == "logit":
+            # 1/(1+exp(-eta)), computed without overflow; R clamps |eta| > 30 to eps / 1-eps
+            mu = special.expit(eta)
+            return np.where(eta < -_LOGIT_THRESH, EPS, np.where(eta > _LOGIT_THRESH, 1.0 / (1.0 + EPS), mu))
+        if self.name == "probit":
+            return stats.norm.cdf(np.clip(eta, -_PROBIT_THRESH, _PROBIT_THRESH))
+        if self.name == "cloglog":
+            return np.clip(-np.expm1(-np.exp(eta)), EPS, 1.0 - EPS)
+        if self.name == "log":
+            return np.maximum(np.exp(eta), EPS)
+        if self.name == "identity":
+            return eta
+        if self.name == "sqrt":
+            return eta ** 2
+        raise AssertionError(self.name)
+
+    def mu_eta(self, eta):
+        """d mu / d eta, floored at machine epsilon (R's make.link)."""
+        eta = np.asarray(eta, dtype=float)
+        if self.name == "logit":
+            out = special.expit(eta) * special.expit(-eta)
+            return np.where(np.abs(eta) > _LOGIT_THRESH, EPS, out)
+        if self.name == "probit":
+            return np.maximum(stats.norm.pdf(eta), EPS)
+        if self.name == "cloglog":
+            e = np.minimum(eta, 700.0)
+            return np.maximum(np.exp(e - np.exp(e)), EPS)
+        if self.name == "log":
+            return np.maximum(np.exp(eta), EPS)
+        if self.name == "identity":
+            return np.ones_like(eta)
+        if self.name == "sqrt":
+            return 2.0 * eta
+        raise AssertionError(self.name)
+
+
+# -- families ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Family:
+    """Base class: a distribution name and a :class:`Link`."""
+
+    name: str
+    link: Link
+    allowed_links = ()
+
+    def __post_init__(self):
+        if self.link.name not in self.allowed_links:
+            raise ValueError(f"link {self.link.name!r} is not available for family {self.name!r}; "
+                             f"use one of {', '.join(self.allowed_links)}")
+
+    # delegation, so PIRLS only talks to the family
+    def linkfun(self, mu):
+        return self.link.linkfun(mu)
+
+    def linkinv(self, eta):
+        return self.link.linkinv(eta)
+
+    def mu_eta(self, eta):
+        return self.link.mu_eta(eta)
+
+    @property
+    def has_dispersion(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return f"{self.name}({self.link.name})"
+
+
+@dataclass(frozen=True)
+class Response:
+    """A validated response: y on the family's scale, prior weights and, for binomial, trials.
+
+    For binomial, ``y`` is the proportion of successes and ``weights`` the prior weights
+    times the trials (R's ``binomial()$initialize``); ``trials`` is the number of trials
+    per row (1 for a 0/1 response), used by ``simulate`` and ``aic``.
+    """
+
+    y: np.ndarray
+    weights: np.ndarray
+    trials: np.ndarray
+    two_column: bool
+
+
+class Binomial(Family):
+    """Binomial proportions y with prior weights w (the trials):  V(mu) = mu (1 - mu),
+
+        d_i = 2 w_i [ y_i log(y_i / mu_i) + (1 - y_i) log((1 - y_i) / (1 - mu_i)) ],
+        aic = -2 sum_i log C(m_i, m_i y_i) mu_i^{m_i y_i} (1 - mu_i)^{m_i (1 - y_i)}.
+    """
+
+    allowed_links = ("logit", "probit", "cloglog")
+
+    def __init__(self, link: str | Link = "logit"):
+        super().__init__("binomial", link if isinstance(link, Link) else Link(str(link)))
+
+    def variance(self, mu):
+        return mu * (1.0 - mu)
+
+    def dev_resids(self, y, mu, wt):
+        return 2.0 * wt * (special.xlogy(y, y / mu) + special.xlogy(1.0 - y, (1.0 - y) / (1.0 - mu)))
+
+    def loglik_const(self, resp: Response) -> np.ndarray:
+        m = resp.trials
+        k = np.round(m * resp.y)
+        return special.gammaln(m + 1) - special.gammaln(k + 1) - special.gammaln(m - k + 1)
+
+    def aic(self, resp: Response, mu, const=None) -> float:
+        """-2 log-likelihood of binomial counts round(m y) out of m (R's ``binomial()$aic``)."""
+        m = resp.trials
+        k = np.round(m * resp.y)
+        c = self.loglik_const(resp) if const is None else const
+        # weights/trials: 1 for counts; non-integer prior weights on 0/1 data scale the rows
+        scale = np.where(m > 0, resp.weights / np.where(m > 0, m, 1.0), 0.0)
+        ll = c + special.xlogy(k, mu) + special.xlog1py(m - k, -mu)
+        return float(-2.0 * np.sum(scale * ll))
+
+    def mustart(self, resp: Response):
+        m = resp.trials if resp.two_column else resp.weights
+        return (m * resp.y + 0.5) / (m + 1.0)
+
+    def prepare(self, y: np.ndarray, weights: np.ndarray | None, name: str = "response") -> Response:
+        """0/1 vector, proportions with ``weights`` = trials, or a (n, 2) ``cbind(successes, failures)``."""
+        prior = np.ones(y.shape[0]) if weights is None else np.asarray(weights, dtype=float)
+        if y.ndim == 2:
+            s, f = y[:, 0], y[:, 1]
+            if np.any(s < 0):
+                raise DataError(f"binomial response {name!r}: {int(np.sum(s < 0))} rows have negative successes")
+            if np.any(f < 0):
+                bad = np.flatnonzero(f < 0)
+                raise DataError(
+                    f"binomial response {name!r}: successes exceed trials in {bad.size} row(s) (first at row "
+                    f"{bad[0]}: {s[bad[0]]:g} successes, {f[bad[0]]:g} failures); cbind() takes "
+                    "(successes, failures), not (successes, trials)")
+            if np.any(np.abs(s - np.round(s)) > 1e-3) or np.any(np.abs(f - np.round(f)) > 1e-3):
+                raise DataError(f"binomial response {name!r}: cbind(successes, failures) needs whole-number counts")
+            n = s + f
+            yy = np.divide(s, n, out=np.zeros_like(s), where=n > 0)
+            return Response(y=yy, weights=prior * n, trials=n, two_column=True)
+        yv = np.asarray(y, dtype=float)
+        if np.any(yv < 0) or np.any(yv > 1):
+            if weights is not None and np.all(yv >= 0) and np.all(yv <= prior + 1e-8):
+                raise DataError(
+                    f"binomial response {name!r} has values above 1 with weights given: with weights=trials "
+                    "the response must be the proportion of successes (successes exceed trials otherwise); "
+                    "or use cbind(successes, failures)")
+            raise DataError(
+                f"binomial response {name!r} must be 0/1 or a proportion in [0, 1] (found values from "
+                f"{yv.min():g} to {yv.max():g}); for counts out of trials use cbind(successes, failures) or "
+                "proportions with weights=trials")
+        k = prior * yv
+        if np.any(np.abs(k - np.round(k)) > 1e-3):
+            import warnings
+
+            warnings.warn(f"non-integer number of successes in binomial response {name!r}: proportions need "
+                          "weights=trials (successes = weights * y must be whole numbers)", stacklevel=4)
+        return Response(y=yv, weights=prior, trials=prior, two_column=False)
+
+    def simulate(self, rng: np.random.Generator, mu: np.ndarray, resp: Response) -> np.ndarray:
+        """Draw proportions rbinom(trials, mu) / trials (0 where there are no trials)."""
+        m = np.round(resp.trials).astype(np.int64)
+        k = rng.binomial(m, np.clip(mu, 0.0, 1.0))
+        return np.divide(k, m, out=np.zeros(k.shape), where=m > 0)
+
+
+class Poisson(Family):
+    """Poisson counts: V(mu) = mu, d_i = 2 w_i [y_i log(y_i / mu_i) - (y_i - mu_i)],
+    aic = -2 sum_i w_i log(mu_i^{y_i} e^{-mu_i} / y_i!)."""
+
+    allowed_links = ("log", "identity", "sqrt")
+
+    def __init__(self, link: str | Link = "log"):
+        super().__init__("poisson", link if isinstance(link, Link) else Link(str(link)))
+
+    def variance(self, mu):
+        return mu
+
+    def dev_resids(self, y, mu, wt):
+        return 2.0 * wt * (special.xlogy(y, y / mu) - (y - mu))
+
+    def loglik_const(self, resp: Response) -> np.ndarray:
+        return -special.gammaln(resp.y + 1.0)
+
+    def aic(self, resp: Response, mu, const=None) -> float:
+        c = self.loglik_const(resp) if const is None else const
+        return float(-2.0 * np.sum(resp.weights * (special.xlogy(resp.y, mu) - mu + c)))
+
+    def mustart(self, resp: Response):
+        return resp.y + 0.1
+
+    def prepare(self, y: np.ndarray, weights: np.ndarray | None, name: str = "response") -> Response:
+        if y.ndim != 1:
+            raise DataError(f"poisson response {name!r} must be a single column of counts, not cbind(...)")
+        yv = np.asarray(y, dtype=float)
+        if np.any(yv < 0):
+            bad = np.flatnonzero(yv < 0)
+            raise DataError(f"poisson response {name!r} has {bad.size} negative value(s) (first {yv[bad[0]]:g} "
+                            f"at row {bad[0]}); counts must be >= 0")
+        frac = np.abs(yv - np.round(yv)) > 1e-8
+        if np.any(frac):
+            bad = np.flatnonzero(frac)
+            raise DataError(f"poisson response {name!r} has {bad.size} non-integer value(s) (first {yv[bad[0]]:g} "
+                            f"at row {bad[0]}); the Poisson family models counts. For rates use counts with "
+                            "offset=np.log(exposure)")
+        prior = np.ones(yv.size) if weights is None else np.asarray(weights, dtype=float)
+        return Response(y=yv, weights=prior, trials=np.ones(yv.size), two_column=False)
+
+    def simulate(self, rng: np.random.Generator, mu: np.ndarray, resp: Response) -> np.ndarray:
+        return rng.poisson(mu).astype(float)
+
+
+def binomial(link: str = "logit") -> Binomial:
+    """The binomial family (links: logit, probit, cloglog)."""
+    return Binomial(link)
+
+
+def poisson(link: str = "log") -> Poisson:
+    """The Poisson family (links: log, identity, sqrt)."""
+    return Poisson(link)
+
+
+def get_family(family, link: str | None = None) -> Family:
+    """A family from a name ("binomial", "poisson") and optional link, or a family object."""
+    if isinstance(family, Family):
+        if link is not None and link != family.link.name:
+            return type(family)(link)
+        return family
+    if callable(family) and not isinstance(family, str):
+        return get_family(family(), link)
+    name = str(family).lower()
+    makers = {"binomial": Binomial, "poisson": Poisson}
+    if name not in makers:
+        hint = " (for a Gaussian response use mp.lmer)" if name == "gaussian" else ""
+        raise ValueError(f"unknown family {family!r}; glmer supports 'binomial' and 'poisson'{hint}")
+    return makers[name]() if link is None else makers[name](link)
