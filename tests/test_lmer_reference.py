@@ -202,3 +202,16 @@ def test_sigma_hat_and_se_ranef_structures():
     se2 = mp.se_ranef(fit2)["Subject"]
     assert list(se2.columns) == ["(Intercept)", "Days"]
     assert list(mp.sigma_hat(fit2)) == ["data", "Subject", "Subject.1"]
+
+
+def test_re_form_selects_terms():
+    fit, _ = fit_case("sleepstudy_uncorr")  # (1 | Subject) + (0 + Days | Subject)
+    nd = pd.DataFrame({"Days": [0.0, 4.0], "Subject": ["308", "309"]})
+    re = mp.ranef(fit)["Subject"]
+    base = fit.predict(nd, re_form="~0")
+    only_int = fit.predict(nd, re_form="~ (1 | Subject)")
+    np.testing.assert_allclose(only_int - base, re.loc[["308", "309"], "(Intercept)"].to_numpy(), rtol=1e-10)
+    both = fit.predict(nd)
+    np.testing.assert_allclose(both - only_int, re.loc[["308", "309"], "Days"].to_numpy() * [0, 4], atol=1e-10)
+    with pytest.raises(mp.DataError, match="not in the model"):
+        fit.predict(nd, re_form="~ (1 | Other)")
