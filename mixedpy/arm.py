@@ -383,7 +383,7 @@ def _rows(fit, newdata: pd.DataFrame | None, re_form, allow_new_levels: bool) ->
         new = codes < 0
         new_id = np.full(len(frame), -1)
         if new.any():
-            keyed = np.where(missing, [f"\0row{r}" for r in range(len(frame))], keys)
+            keyed = np.where(missing, np.char.add("\0row", np.arange(len(frame)).astype(str)), keys.astype(str))
             _, inv = np.unique(keyed[new], return_inverse=True)
             new_id[new] = inv
         try:
@@ -555,7 +555,12 @@ def simulate(fit, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None,
 
 def _simulate_family(fit, eta: np.ndarray, rng, own_rows: bool) -> np.ndarray:
     mu = fit._linkinv(eta)
-    name = fit.family.name
+    family = fit.family
+    resp = getattr(getattr(fit, "problem", None), "resp", None)
+    if own_rows and resp is not None and hasattr(family, "simulate"):
+        # the family's own generator knows the trials of a binomial response (lme4's rbinom/weights)
+        return np.asarray(family.simulate(rng, mu.T, resp), dtype=float).T
+    name = family.name
     if name == "poisson":
         return rng.poisson(mu).astype(float)
     if name == "binomial":

@@ -214,6 +214,24 @@ class MixedModelFit:
     def _linkinv(self, eta):
         return eta
 
+    # -- simulation and intervals (implemented in arm.py and inference.py) ----------------
+    def simulate(self, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None, re_form="~0",
+                 allow_new_levels: bool = False) -> pd.DataFrame:
+        """New responses from the fitted model, as lme4's ``simulate`` (see :func:`mixedpy.arm.simulate`)."""
+        from .arm import simulate
+
+        return simulate(self, nsim=nsim, seed=seed, newdata=newdata, re_form=re_form,
+                        allow_new_levels=allow_new_levels)
+
+    def confint(self, method: str = "Wald", level: float = 0.95, parm=None, nsim: int = 500, seed=None,
+                boot_type: str = "perc", progress: bool = True) -> pd.DataFrame:
+        """Wald, profile or parametric-bootstrap intervals, as lme4's ``confint``
+        (see :func:`mixedpy.inference.confint`)."""
+        from .inference import confint
+
+        return confint(self, method=method, level=level, parm=parm, nsim=nsim, seed=seed,
+                       boot_type=boot_type, progress=progress)
+
 
 class LmerFit(MixedModelFit):
     """A linear mixed model fitted by REML or ML (lme4 ``lmerMod``)."""

@@ -1,0 +1,549 @@
+"""Frequentist intervals and tests for mixed models: ``confint`` (Wald, profile, bootstrap) and
+``anova`` (likelihood-ratio tests), as lme4's ``confint.merMod``, ``profile.merMod``,
+``bootMer`` and ``anova.merMod``.
+
+Parameters are reported on lme4's "sd/cor" scale with its old names (``oldNames = TRUE``):
+per random-effects term, in the order of theta (vech, column-major), a diagonal entry becomes
+the standard deviation of that coefficient and an off-diagonal one the correlation; the names
+are ``.sig01, .sig02, ...``, then ``.sigma`` (models with a scale), then the fixed effects.
+
+Profile likelihood (Bates et al. 2015, sec. 5.1; lme4 ``profile.merMod``/``devfun2``): the model
+is refitted by ML, and for each parameter phi_j the signed root of the deviance change
+
+    zeta(v) = sign(v - phi_j-hat) sqrt( min_{phi_-j} d(phi_j = v, phi_-j) - d(phi-hat) )
+
+is computed, where d is the ML deviance with sigma *not* profiled out,
+
+    d(theta, sigma) = log|L_theta|^2 - sum log w + n log(2 pi sigma^2) + pwrss(theta) / sigma^2.
+
+For a fixed effect, beta_j = v moves x_j v into the offset and d is minimized over theta (sigma
+and the other betas profiled out).  The interval ends solve zeta(v) = +-z_{(1+level)/2}; we
+find them by bracketing and Brent's method on the exact profile (lme4 interpolates a spline
+through a grid, so the two differ by lme4's interpolation error, around 1e-4 relative).
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import optimize as sopt
+from scipy.stats import chi2, norm
+
+from .errors import DataError
+from .linalg.blocked import NotPositiveDefinite
+from .lmm import LMMProblem
+from .optimize import minimize
+from .terms import vech_indices
+
+# --------------------------------------------------------------------------------------------
+# theta, sigma  <->  lme4's sd/cor parameters
+# --------------------------------------------------------------------------------------------
+
+
+def _psd_cholesky(C: np.ndarray, tol: float = 1e-12) -> np.ndarray | None:
+    """Lower Cholesky factor of a positive semi-definite matrix (zero pivots give zero columns,
+    so a correlation of exactly +-1 or an sd of 0 is allowed); None if C is not PSD."""
+    k = C.shape[0]
+    L = np.zeros_like(C)
+    scale = max(float(np.max(np.abs(np.diag(C)))), 1e-300)
+    for j in range(k):
+        d = C[j, j] - L[j, :j] @ L[j, :j]
+        if d < -tol * scale:
+            return None
+        if d <= tol * scale:
+            if np.any(np.abs(C[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]) > 1e-8 * scale):
+                return None
+            continue
+        L[j, j] = np.sqrt(d)
+        L[j + 1:, j] = (C[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]) / L[j, j]
+    return L
+
+
+@dataclass(frozen=True)
+class SdCorMap:
+    """Map between (theta, sigma) and lme4's sd/cor parameter vector for a list of terms."""
+
+    ks: tuple[int, ...]
+    use_scale: bool
+
+    @classmethod
+    def for_fit(cls, fit) -> "SdCorMap":
+        return cls(tuple(t.k for t in fit.terms), bool(fit.use_scale))
+
+    @property
+    def n_var(self) -> int:
+        return sum(k * (k + 1) // 2 for k in self.ks) + int(self.use_scale)
+
+    def kinds(self) -> list[str]:
+        """"sd", "cor" or "sigma" per parameter."""
+        out = []
+        for k in self.ks:
+            r, c = vech_indices(k)
+            out += ["sd" if i == j else "cor" for i, j in zip(r, c)]
+        return out + (["sigma"] if self.use_scale else [])
+
+    def names(self) -> list[str]:
+        n = sum(k * (k + 1) // 2 for k in self.ks)
+        width = max(2, len(str(n)))
+        return [f".sig{i + 1:0{width}d}" for i in range(n)] + ([".sigma"] if self.use_scale else [])
+
+    def from_theta(self, theta: np.ndarray, sigma: float) -> np.ndarray:
+        s = sigma if self.use_scale else 1.0
+        out, start = [], 0
+        for k in self.ks:
+            r, c = vech_indices(k)
+            T = np.zeros((k, k))
+            T[r, c] = theta[start:start + len(r)]
+            start += len(r)
+            C = s * s * (T @ T.T)
+            sd = np.sqrt(np.diag(C))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                R = C / np.outer(sd, sd)
+            out += [sd[i] if i == j else R[i, j] for i, j in zip(r, c)]
+        if self.use_scale:
+            out.append(sigma)
+        return np.asarray(out, dtype=float)
+
+    def to_theta(self, phi: np.ndarray) -> tuple[np.ndarray | None, float]:
+        """(theta, sigma); theta is None when the correlations do not form a PSD matrix."""
+        sigma = float(phi[-1]) if self.use_scale else 1.0
+        out, start = [], 0
+        for k in self.ks:
+            r, c = vech_indices(k)
+            vals = phi[start:start + len(r)]
+            start += len(r)
+            sd = np.zeros(k)
+            R = np.eye(k)
+            for v, i, j in zip(vals, r, c):
+                if i == j:
+                    sd[i] = v
+                else:
+                    R[i, j] = R[j, i] = v
+            L = _psd_cholesky(np.outer(sd, sd) * R)
+            if L is None:
+                return None, sigma
+            out.append(L[r, c] / sigma)
+        return np.concatenate(out) if out else np.zeros(0), sigma
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        kinds = self.kinds()
+        lo = np.array([-1.0 if k == "cor" else 0.0 for k in kinds])
+        hi = np.array([1.0 if k == "cor" else np.inf for k in kinds])
+        return lo, hi
+
+
+# --------------------------------------------------------------------------------------------
+# Wald
+# --------------------------------------------------------------------------------------------
+
+
+def _interval_frame(names, lower, upper, level) -> pd.DataFrame:
+    a = (1 - level) / 2
+    cols = [f"{100 * a:.3g} %", f"{100 * (1 - a):.3g} %"]
+    return pd.DataFrame({cols[0]: np.asarray(lower, float), cols[1]: np.asarray(upper, float)},
+                        index=pd.Index(list(names)))
+
+
+def confint_wald(fit, level: float = 0.95) -> pd.DataFrame:
+    """beta-hat +- z_{(1+level)/2} se (lme4 ``method="Wald"``); NaN for the variance parameters."""
+    m = SdCorMap.for_fit(fit)
+    z = norm.ppf((1 + level) / 2)
+    beta = np.asarray(fit.beta, float)
+    se = np.sqrt(np.diag(np.asarray(fit.vcov_array)))
+    nan = np.full(m.n_var, np.nan)
+    return _interval_frame(m.names() + list(fit.fixef_names), np.concatenate([nan, beta - z * se]),
+                           np.concatenate([nan, beta + z * se]), level)
+
+
+# --------------------------------------------------------------------------------------------
+# profile
+# --------------------------------------------------------------------------------------------
+
+
+def _require_lmer(fit, what: str):
+    from .results import LmerFit
+
+    if not isinstance(fit, LmerFit):
+        raise NotImplementedError(f"{what} intervals are implemented for linear mixed models (lmer fits); "
+                                  f"for a {type(fit).__name__} use method='Wald'")
+
+
+class _Profiler:
+    """The ML deviance of an lmer fit as a function of lme4's (sd/cor, sigma) parameters and the
+    fixed effects, and its profiles."""
+
+    def __init__(self, fit):
+        _require_lmer(fit, "profile")
+        self.ml = fit.refit(reml=False) if fit.reml else fit
+        self.problem: LMMProblem = self.ml.problem
+        self.map = SdCorMap.for_fit(fit)
+        self.phi_hat = self.map.from_theta(self.ml.theta, self.ml.sigma)
+        self.lo, self.hi = self.map.bounds()
+        self.n = self.problem.n
+        self.base = float(self.ml.deviance)
+        self.beta_hat = np.asarray(self.ml.beta, float)
+        self.se = np.sqrt(np.diag(self.ml.vcov_array))
+
+    # -- variance parameters ------------------------------------------------------------
+    def deviance(self, phi: np.ndarray) -> float:
+        """ML deviance at (sd/cor, sigma) with beta profiled out (lme4 ``devfun2``)."""
+        theta, sigma = self.map.to_theta(phi)
+        if theta is None or not sigma > 0:
+            return np.inf
+        try:
+            f = self.problem.cross.factor(self.problem.relative_factors(theta))
+        except NotPositiveDefinite:
+            return np.inf
+        s2 = sigma * sigma
+        return float(f.ldL2 - self.problem.ldW + f.pwrss / s2 + self.n * np.log(2 * np.pi * s2))
+
+    def profile_var(self, j: int, v: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        """min over the other parameters of the deviance with phi_j = v; returns (dev, phi)."""
+        free = np.array([i for i in range(self.map.n_var) if i != j])
+        if free.size == 0:
+            phi = np.array([v])
+            return self.deviance(phi), phi
+
+        def fun(x):
+            phi = start.copy()
+            phi[free] = x
+            phi[j] = v
+            return self.deviance(phi)
+
+        x0 = np.clip(start[free], self.lo[free], self.hi[free])
+        # keep strictly positive sigma away from its bound of 0
+        lo = self.lo[free].copy()
+        kinds = self.map.kinds()
+        for a, i in enumerate(free):
+            if kinds[i] == "sigma":
+                lo[a] = 1e-10 * max(self.phi_hat[i], 1.0)
+        res = minimize(fun, x0, lo, self.hi[free])
+        phi = start.copy()
+        phi[free] = res.x
+        phi[j] = v
+        return float(res.fmin), phi
+
+    # -- fixed effects --------------------------------------------------------------------
+    def profile_beta(self, j: int, v: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        """min over theta of the ML profiled deviance with beta_j = v (x_j v moved to the offset)."""
+        P = self.problem
+        X = np.delete(P.X, j, axis=1)
+        sub = LMMProblem(P.terms, X, P.y, P.weights, P.offset + P.X[:, j] * v)
+        res = minimize(lambda th: sub.objective(th, False), start, sub.lower)
+        return float(res.fmin), res.x
+
+    # -- zeta and interval ends -------------------------------------------------------------
+    def interval(self, j_all: int, level: float) -> tuple[float, float]:
+        """Interval for parameter j_all (variance parameters first, then fixed effects)."""
+        zc = norm.ppf((1 + level) / 2)
+        nv = self.map.n_var
+        if j_all < nv:
+            j, hat, lo_b, hi_b = j_all, self.phi_hat[j_all], self.lo[j_all], self.hi[j_all]
+            kind = self.map.kinds()[j]
+            start0 = self.phi_hat.copy()
+            fun = self.profile_var
+            step = {"sd": 0.5 * hat + 0.1 * self.ml.sigma if self.map.use_scale else 0.5 * hat + 0.05,
+                    "cor": 0.3 * (1 - abs(hat)) + 1e-3, "sigma": 0.1 * hat}[kind]
+        else:
+            j = j_all - nv
+            hat, lo_b, hi_b = self.beta_hat[j], -np.inf, np.inf
+            start0 = self.ml.theta.copy()
+            fun = self.profile_beta
+            step = zc * self.se[j]
+        return (self._end(fun, j, hat, -1, zc, lo_b, step, start0),
+                self._end(fun, j, hat, +1, zc, hi_b, step, start0))
+
+    def _end(self, fun, j, hat, direction, zc, bound, step, start0) -> float:
+        cache: dict[float, tuple[float, np.ndarray]] = {}
+        starts = {hat: start0}
+
+        def zeta(v: float) -> float:
+            if v not in cache:
+                # warm start from the evaluated point nearest to v
+                near = min(starts, key=lambda a: abs(a - v))
+                dev, x = fun(j, v, starts[near])
+                cache[v] = (dev, x)
+                starts[v] = x
+            dev = cache[v][0]
+            return direction * np.sqrt(max(dev - self.base, 0.0))
+
+        target = zc
+        a = hat
+        width = step
+        for _ in range(60):
+            b = hat + direction * width
+            if np.isfinite(bound) and direction * (b - bound) >= 0:
+                b = bound
+            zb = direction * zeta(b)  # >= 0 on this side
+            if zb >= target:
+                g = lambda v: direction * zeta(v) - target  # noqa: E731
+                return float(sopt.brentq(g, a, b, xtol=1e-7 * max(1.0, abs(hat)), rtol=1e-10))
+            if b == bound:
+                return float(bound)  # the profile never reaches the critical value inside the bounds
+            # secant extrapolation of zeta, at most tripling the width per step
+            grow = target / zb * 1.05 if zb > 1e-8 else 3.0
+            a = b
+            width *= float(np.clip(grow, 1.2, 3.0))
+        raise RuntimeError(f"profile of parameter {j} did not reach zeta = {target:.3g}; "
+                           "the likelihood is too flat to bound this interval")
+
+
+def confint_profile(fit, level: float = 0.95, parm=None) -> pd.DataFrame:
+    """Profile-likelihood intervals (lme4 ``confint(profile(fit))``), on the sd/cor scale and for
+    the fixed effects, from the ML refit of the model (as lme4's ``devfun2`` does)."""
+    prof = _Profiler(fit)
+    names = prof.map.names() + list(fit.fixef_names)
+    which = _select(names, parm)
+    lower, upper = np.full(len(which), np.nan), np.full(len(which), np.nan)
+    for a, i in enumerate(which):
+        lower[a], upper[a] = prof.interval(i, level)
+    return _interval_frame([names[i] for i in which], lower, upper, level)
+
+
+def _select(names: list[str], parm) -> list[int]:
+    if parm is None:
+        return list(range(len(names)))
+    if isinstance(parm, str):
+        parm = [parm]
+    if parm == ["theta_"]:
+        return [i for i, n in enumerate(names) if n.startswith(".sig")]
+    if parm == ["beta_"]:
+        return [i for i, n in enumerate(names) if not n.startswith(".sig")]
+    out = []
+    for p in parm:
+        if p not in names:
+            raise ValueError(f"parm {p!r} is not a parameter; choose from {names}")
+        out.append(names.index(p))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# parametric bootstrap
+# --------------------------------------------------------------------------------------------
+
+
+def _progress(iterable, total: int, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, file=sys.stderr)
+    except ImportError:  # a plain counter on stderr
+        def gen():
+            for i, x in enumerate(iterable, 1):
+                if i % max(total // 20, 1) == 0 or i == total:
+                    print(f"\r{desc}: {i}/{total}", end="\n" if i == total else "", file=sys.stderr)
+                yield x
+        return gen()
+
+
+@dataclass
+class BootResult:
+    """Parametric bootstrap replicates (lme4 ``bootMer``): ``t`` is (nsim, n_params) with the
+    sd/cor parameters, sigma and the fixed effects of each refit; ``t0`` the original values."""
+
+    t0: pd.Series
+    t: pd.DataFrame
+    n_singular: int
+    messages: list[str]
+
+    def confint(self, level: float = 0.95, type: str = "perc") -> pd.DataFrame:
+        a = (1 - level) / 2
+        lo, hi = np.full(self.t.shape[1], np.nan), np.full(self.t.shape[1], np.nan)
+        for c in range(self.t.shape[1]):
+            x = self.t.iloc[:, c].to_numpy()
+            x = np.sort(x[np.isfinite(x)])
+            if x.size < 2:
+                continue
+            t0 = self.t0.iloc[c]
+            if type == "perc":
+                lo[c], hi[c] = _norm_inter(x, a), _norm_inter(x, 1 - a)
+            elif type == "basic":
+                lo[c], hi[c] = 2 * t0 - _norm_inter(x, 1 - a), 2 * t0 - _norm_inter(x, a)
+            elif type == "norm":
+                bias, sd = x.mean() - t0, x.std(ddof=1)
+                z = norm.ppf(1 - a)
+                lo[c], hi[c] = t0 - bias - z * sd, t0 - bias + z * sd
+            else:
+                raise ValueError(f"boot_type must be 'perc', 'basic' or 'norm', got {type!r}")
+        return _interval_frame(self.t.columns, lo, hi, level)
+
+
+def _norm_inter(x_sorted: np.ndarray, alpha: float) -> float:
+    """Quantile of bootstrap replicates as the boot package's ``norm.inter``: order statistic
+    (R+1) alpha, interpolated on the normal-quantile scale between neighbours."""
+    R = x_sorted.size
+    rk = (R + 1) * alpha
+    k = int(np.floor(rk))
+    if abs(rk - round(rk)) < 1e-10 and 1 <= round(rk) <= R:
+        return float(x_sorted[int(round(rk)) - 1])
+    if k < 1:
+        return float(x_sorted[0])
+    if k >= R:
+        return float(x_sorted[-1])
+    h, lo_q, hi_q = norm.ppf(alpha), norm.ppf(k / (R + 1)), norm.ppf((k + 1) / (R + 1))
+    return float(x_sorted[k - 1] + (h - lo_q) / (hi_q - lo_q) * (x_sorted[k] - x_sorted[k - 1]))
+
+
+def bootstrap(fit, nsim: int = 500, seed=None, progress: bool = True) -> BootResult:
+    """Parametric bootstrap as lme4's ``bootMer(fit, FUN, nsim, use.u = FALSE, type =
+    "parametric")``: responses are simulated with new random effects (``simulate(fit)``) and
+    the model is refitted to each with the same criterion (REML or ML), starting at theta-hat.
+    The statistic is the sd/cor parameters, sigma and the fixed effects."""
+    _require_lmer(fit, "bootstrap")
+    from .arm import simulate
+    from .lmer import fit_problem
+
+    nsim = int(nsim)
+    if nsim < 2:
+        raise ValueError(f"nsim must be at least 2 for bootstrap intervals, got {nsim}")
+    m = SdCorMap.for_fit(fit)
+    names = m.names() + list(fit.fixef_names)
+    t0 = pd.Series(np.concatenate([m.from_theta(fit.theta, fit.sigma), fit.beta]), index=names)
+    Y = simulate(fit, nsim=nsim, seed=seed).to_numpy()
+    P = fit.problem
+    out = np.full((nsim, len(names)), np.nan)
+    n_singular, failed = 0, 0
+    for s in _progress(range(nsim), nsim, progress, "bootstrap refits"):
+        prob = LMMProblem(P.terms, P.X, Y[:, s], P.weights, P.offset)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = fit_problem(fit.design, prob, reml=fit.reml, start=fit.theta, calc_derivs=False, quiet=True)
+        except (NotPositiveDefinite, np.linalg.LinAlgError):
+            failed += 1
+            continue
+        n_singular += bool(r.is_singular)
+        out[s] = np.concatenate([m.from_theta(r.theta, r.sigma), r.beta])
+    messages = []
+    if n_singular:
+        messages.append(f"{n_singular} of {nsim} refits were singular (boundary) fits")
+    if failed:
+        messages.append(f"{failed} of {nsim} refits failed and were dropped")
+    return BootResult(t0=t0, t=pd.DataFrame(out, columns=names), n_singular=n_singular, messages=messages)
+
+
+# --------------------------------------------------------------------------------------------
+# confint dispatcher
+# --------------------------------------------------------------------------------------------
+
+
+def confint(fit, method: str = "Wald", level: float = 0.95, parm=None, nsim: int = 500, seed=None,
+            boot_type: str = "perc", progress: bool = True) -> pd.DataFrame:
+    """Confidence intervals for the parameters of a mixed model, as lme4's ``confint.merMod``.
+
+    Parameters
+    ----------
+    method : "Wald" (fixed effects only; NaN for variance parameters), "profile" (profile
+        likelihood from the ML refit) or "boot" (parametric bootstrap percentile intervals)
+    level : coverage, e.g. 0.95
+    parm : parameter names to report (default all; "theta_" or "beta_" as lme4)
+    nsim, seed, boot_type, progress : bootstrap settings (``boot_type`` "perc", "basic" or
+        "norm"; ``progress`` shows a progress bar on stderr)
+
+    Returns
+    -------
+    DataFrame indexed by ``.sig01, ..., .sigma, <fixed effects>`` with columns "2.5 %", "97.5 %".
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level}")
+    key = str(method).lower()
+    if key == "wald":
+        out = confint_wald(fit, level)
+    elif key == "profile":
+        return confint_profile(fit, level, parm)
+    elif key == "boot":
+        res = bootstrap(fit, nsim=nsim, seed=seed, progress=progress)
+        for msg in res.messages:
+            print(msg, file=sys.stderr)
+        out = res.confint(level, boot_type)
+    else:
+        raise ValueError(f"method must be 'Wald', 'profile' or 'boot', got {method!r}")
+    return out.iloc[_select(list(out.index), parm)]
+
+
+# --------------------------------------------------------------------------------------------
+# anova
+# --------------------------------------------------------------------------------------------
+
+
+def _caller_names(objs, depth: int = 2) -> list[str | None]:
+    """Names the caller gave these objects (as R's anova labels models by their symbols)."""
+    import inspect
+
+    frame = inspect.currentframe()
+    try:
+        for _ in range(depth):
+            frame = frame.f_back
+        scope = {**frame.f_globals, **frame.f_locals}
+        out = []
+        for o in objs:
+            hits = [k for k, v in scope.items() if v is o and not k.startswith("_")]
+            out.append(hits[0] if hits else None)
+        return out
+    finally:
+        del frame
+
+
+def _npar(fit) -> int:
+    df = getattr(fit, "df", None)
+    if df is not None:
+        return int(df)
+    return len(fit.beta) + len(fit.theta) + int(fit.use_scale)
+
+
+def anova(*fits, refit: bool = True, names: list[str] | None = None) -> pd.DataFrame:
+    """Likelihood-ratio tests between nested mixed models (lme4 ``anova.merMod``).
+
+    REML fits are refitted by ML first (``refit=True``, lme4's default), because REML
+    likelihoods of models with different fixed effects are not comparable.  The models are
+    ordered by their number of parameters and each is tested against the previous one:
+
+        Chisq = deviance_{m-1} - deviance_m,  Df = npar_m - npar_{m-1},  p = P(chi^2_Df > Chisq).
+
+    Returns a DataFrame with columns npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq),
+    indexed by the names the models have in the caller (or ``names``).
+    """
+    if len(fits) < 2:
+        raise ValueError("anova() needs at least two fitted models to compare")
+    for f in fits:
+        if not hasattr(f, "loglik") or not hasattr(f, "theta"):
+            raise TypeError(f"anova() compares fitted mixed models, got {type(f).__name__}")
+    n = {f.nobs for f in fits}
+    if len(n) > 1:
+        raise DataError(f"models were not all fitted to the same number of observations ({sorted(n)}); "
+                        "refit them on the same rows (e.g. drop missing values first)")
+    if names is None:
+        found = _caller_names(fits)
+        names = [nm if nm else f"model{i + 1}" for i, nm in enumerate(found)]
+        if len(set(names)) < len(names):
+            names = [f"model{i + 1}" for i in range(len(fits))]
+    elif len(names) != len(fits):
+        raise ValueError(f"{len(names)} names given for {len(fits)} models")
+    fits = list(fits)
+    if refit and any(getattr(f, "reml", False) for f in fits):
+        print("refitting model(s) with ML (instead of REML)", file=sys.stderr)
+        fits = [f.refit(reml=False) if getattr(f, "reml", False) else f for f in fits]
+    npar = np.array([_npar(f) for f in fits])
+    order = np.argsort(npar, kind="stable")
+    fits = [fits[i] for i in order]
+    names = [names[i] for i in order]
+    npar = npar[order]
+    loglik = np.array([float(f.loglik) for f in fits])
+    nobs = fits[0].nobs
+    dev = -2 * loglik
+    chisq = np.concatenate([[np.nan], dev[:-1] - dev[1:]])
+    ddf = np.concatenate([[np.nan], np.diff(npar)]).astype(float)
+    with np.errstate(invalid="ignore"):
+        p = np.where(ddf > 0, chi2.sf(np.clip(chisq, 0, None), np.where(ddf > 0, ddf, 1)), np.nan)
+    p[0] = np.nan
+    return pd.DataFrame({"npar": npar, "AIC": dev + 2 * npar, "BIC": dev + np.log(nobs) * npar,
+                         "logLik": loglik, "deviance": dev, "Chisq": chisq, "Df": ddf, "Pr(>Chisq)": p},
+                        index=pd.Index(names))
+
+
+__all__ = ["confint", "confint_wald", "confint_profile", "bootstrap", "BootResult", "anova", "SdCorMap"]
