@@ -24,29 +24,11 @@ from scipy.stats import norm
 from .accessors import coef, fixef, ranef, sigma_hat
 from .errors import DataError
 from .formula.design import new_fixed_matrix, new_offset
-from .rformat import format_r, round_r
+from .rformat import format_r, fround, round_r
 
 # --------------------------------------------------------------------------------------------
 # display()
 # --------------------------------------------------------------------------------------------
-
-
-def _fround(values, digits: int) -> list[str]:
-    """arm ``fround``: ``format(round(x, digits), nsmall = digits)`` over all values at once
-    (common width, right-justified; NaN prints as R's ``NaN``)."""
-    vals = np.atleast_1d(np.asarray(values, dtype=float))
-    out = []
-    for v in vals:
-        if np.isnan(v):
-            out.append("NaN")
-            continue
-        r = round_r(v, digits) + 0.0  # + 0.0 turns -0.0 into 0.0, as R prints it
-        s = f"{r:.{digits}f}"
-        if float(s) == 0.0:
-            s = s.lstrip("-")
-        out.append(s)
-    w = max((len(s) for s in out), default=0)
-    return [s.rjust(w) for s in out]
 
 
 def _print_char_matrix(rownames: list[str], header: list[str], cells: list[list[str]]) -> list[str]:
@@ -91,8 +73,8 @@ def _coef_lines(fit, digits: int, detail: bool) -> list[str]:
     M = np.column_stack(cols)
     if not detail and est.size == 1:
         # arm's quirk: coefs[, 1:2] of a one-row matrix drops to a named vector (no row name)
-        return _print_named_vector(header, _fround(M.ravel(), digits))
-    flat = _fround(M.ravel(), digits)  # one format() over the whole matrix: common width
+        return _print_named_vector(header, fround(M.ravel(), digits))
+    flat = fround(M.ravel(), digits)  # one format() over the whole matrix: common width
     cells = [flat[i * M.shape[1]:(i + 1) * M.shape[1]] for i in range(M.shape[0])]
     return _print_char_matrix(list(fit.fixef_names), header, cells)
 
@@ -110,7 +92,7 @@ def _error_term_lines(fit, digits: int) -> list[str]:
     groups.append("Residual")
     names.append("")
     sds.append(sc)
-    sd_txt = _fround(sds, digits)
+    sd_txt = fround(sds, digits)
     header = ["Groups", "Name", "Std.Dev."]
     rows = [[g, n, s] for g, n, s in zip(groups, names, sd_txt)]
     maxlen = max(len(t.coef_names) for t in vc.terms) if vc.terms else 1
@@ -118,7 +100,7 @@ def _error_term_lines(fit, digits: int) -> list[str]:
         corr_rows = []
         for t in vc.terms:
             k = len(t.coef_names)
-            cc = np.asarray(_fround(t.corr.ravel(), digits), dtype=object).reshape(k, k)
+            cc = np.asarray(fround(t.corr.ravel(), digits), dtype=object).reshape(k, k)
             for i in range(k):
                 corr_rows.append([cc[i, j] if j < i else "" for j in range(k)] + [""] * (maxlen - k))
         corr_rows.append([""] * maxlen)
@@ -163,7 +145,7 @@ def display(fit, digits: int = 2, detail: bool = False, print_output: bool = Tru
     groups = "; ".join(f"{g}, {j}" for g, j in fit.ngrps.items())
     lines += ["---", f"number of obs: {fit.nobs}, groups: {groups}",
               "AIC = %g, DIC = %s" % (round_r(float(fit.aic), 1), format_r([round_r(dic, 1)], 7)[0].strip()),
-              f"deviance = {_fround([dev], 1)[0]} "]
+              f"deviance = {fround([dev], 1)[0]} "]
     text = "\n".join(lines)
     if print_output:
         print(text)

@@ -45,13 +45,17 @@ def round_r(x: float, digits: int = 0) -> float:
 
 
 def fround(values, digits: int) -> list[str]:
-    """arm ``fround``/``format(round(x, digits), nsmall=digits)``: fixed decimals, common width."""
+    """arm ``fround``: ``format(round(x, digits), nsmall = digits)`` over all values at once
+    (common width, right-justified; NaN prints as R's ``NaN``; -0.00 prints as 0.00, as in R)."""
     vals = np.atleast_1d(np.asarray(values, dtype=float))
-    out = [f"{round_r(v, digits):.{digits}f}" for v in vals]
-    out = ["-" + s[1:] if False else s for s in out]
-    out = [s.replace("-0." + "0" * digits, "0." + "0" * digits) if digits > 0 else s.replace("-0", "0")
-           for s in out]
-    w = max(len(s) for s in out) if out else 0
+    out = []
+    for v in vals:
+        if np.isnan(v):
+            out.append("NaN")
+            continue
+        s = f"{round_r(v, digits) + 0.0:.{digits}f}"
+        out.append(s.lstrip("-") if float(s) == 0.0 else s)
+    w = max((len(s) for s in out), default=0)
     return [s.rjust(w) for s in out]
 
 

@@ -71,13 +71,11 @@ class RandomEffectsTerm:
         T[r, c] = theta_i
         return T
 
-    def z_matrix(self, weights: np.ndarray | None = None) -> sp.csr_matrix:
-        """Sparse Z_i (n x k J), level-major columns; used for one-off cross-products only."""
-        n, k = self.model_matrix.shape
-        vals = self.model_matrix if weights is None else self.model_matrix * weights[:, None]
-        cols = self.codes[:, None] * k + np.arange(k)[None, :]
-        rows = np.repeat(np.arange(n), k)
-        return sp.csr_matrix((vals.ravel(), (rows, cols.ravel())), shape=(n, k * self.n_levels))
+    def z_matrix(self) -> sp.csc_matrix:
+        """Sparse Z_i (n x k J), level-major columns; for one-off products and dense checks only."""
+        from .linalg.blocked import TermBlock
+
+        return TermBlock(self.codes, self.model_matrix, self.n_levels).z_matrix(None)
 
     def linear_predictor(self, b: np.ndarray) -> np.ndarray:
         """Z_i b_i for b_i of shape (J, k): sum_c M[r, c] * b[codes[r], c]."""
