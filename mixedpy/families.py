@@ -155,17 +155,18 @@ class Binomial(Family):
         return 2.0 * wt * (special.xlogy(y, y / mu) + special.xlogy(1.0 - y, (1.0 - y) / (1.0 - mu)))
 
     def loglik_const(self, resp: Response) -> np.ndarray:
-        m = resp.trials
+        m = np.round(resp.trials)
         k = np.round(m * resp.y)
         return special.gammaln(m + 1) - special.gammaln(k + 1) - special.gammaln(m - k + 1)
 
     def aic(self, resp: Response, mu, const=None) -> float:
         """-2 log-likelihood of binomial counts round(m y) out of m (R's ``binomial()$aic``)."""
-        m = resp.trials
+        m = np.round(resp.trials)
         k = np.round(m * resp.y)
         c = self.loglik_const(resp) if const is None else const
-        # weights/trials: 1 for counts; non-integer prior weights on 0/1 data scale the rows
-        scale = np.where(m > 0, resp.weights / np.where(m > 0, m, 1.0), 0.0)
+        # prior weights per row: weights / trials (1 for plain counts), 0 where there are no trials
+        t = resp.trials
+        scale = np.where(t > 0, resp.weights / np.where(t > 0, t, 1.0), 0.0)
         ll = c + special.xlogy(k, mu) + special.xlog1py(m - k, -mu)
         return float(-2.0 * np.sum(scale * ll))
 

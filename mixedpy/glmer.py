@@ -1,0 +1,369 @@
+"""``glmer``: formula -> design -> family response -> GLMM problem -> two-stage fit -> GlmerFit.
+
+Binomial and Poisson mixed models as lme4's ``glmer`` fits them (Bates et al. 2015; lme4's
+``mkGlmerDevfun``/``optimizeGlmer``; ALGORITHMS.md section 2): the Laplace approximation
+(``nAGQ=1``), adaptive Gauss-Hermite quadrature (``nAGQ>1``, one scalar random-effects term) or
+the fast ``nAGQ=0`` fit in which PIRLS also estimates the fixed effects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from .errors import DataError
+from .families import Family, get_family
+from .formula.design import ModelDesign, build_design
+from .glmm import GLMMProblem, GlmmFitResult, SeparationWarning, check_separation, emit_all, fit_glmm
+from .linalg.blocked import BlockedFactor
+from .lmer import caller_namespace
+from .optimize import OptSummary
+from .results import MixedModelFit
+from .rformat import format_r
+
+
+@dataclass(frozen=True)
+class GlmerState:
+    """The fitted state that downstream code (``sim``, condVar) reads: the blocked factor of the full
+    (u, beta) system at the final PIRLS weights, with the modes and the linear predictor."""
+
+    factor: BlockedFactor
+    u: np.ndarray
+    beta: np.ndarray
+    eta: np.ndarray
+    mu: np.ndarray
+    ldL2: float
+    pirls_iterations: int
+
+
+class GlmerFit(MixedModelFit):
+    """A generalized linear mixed model fitted by maximum likelihood (lme4 ``glmerMod``).
+
+    sigma is 1 (binomial and Poisson have no dispersion); ``loglik`` is minus half the minimized
+    objective (Laplace or AGQ); ``deviance`` is the conditional deviance sum_i d_i, as lme4's
+    ``deviance()`` for a GLMM.
+    """
+
+    use_scale = False
+    reml = False
+
+    def __init__(self, design: ModelDesign, problem: GLMMProblem, result: GlmmFitResult,
+                 messages: list[str], data_name: str = "data"):
+        self.design = design
+        self.problem = problem
+        self.family: Family = problem.family
+        self.nAGQ = result.nAGQ
+        self.result = result
+        self.messages = messages
+        self.data_name = data_name
+        self.theta = np.asarray(result.theta, dtype=float)
+        self.beta = np.asarray(result.beta, dtype=float)
+        st = result.state
+        self.u = st.u
+        self.b_list = problem.b_from_u(self.theta, st.u)
+        self.state = GlmerState(factor=result.factor, u=st.u, beta=self.beta, eta=st.eta, mu=st.mu,
+                                ldL2=st.ldL2, pirls_iterations=st.iterations)
+        self._dev_resid = st.dev_resid
+        self.vcov_source = result.vcov_source
+
+    # -- lme4's scalar summaries -----------------------------------------------------------
+    @property
+    def sigma(self) -> float:
+        return 1.0
+
+    @property
+    def opt(self) -> OptSummary:
+        return self.result.opt_stage2 if self.result.opt_stage2 is not None else self.result.opt_stage1
+
+    @property
+    def criterion(self) -> float:
+        """The minimized objective, -2 log-likelihood (Laplace or AGQ)."""
+        return float(self.result.objective)
+
+    @property
+    def loglik(self) -> float:
+        return -0.5 * self.criterion
+
+    @property
+    def df(self) -> int:
+        return len(self.beta) + len(self.theta)
+
+    @property
+    def aic(self) -> float:
+        return -2 * self.loglik + 2 * self.df
+
+    @property
+    def bic(self) -> float:
+        return -2 * self.loglik + np.log(self.nobs) * self.df
+
+    @property
+    def deviance(self) -> float:
+        """Conditional deviance sum_i d_i at the modes (lme4 ``deviance(glmerMod)``), not -2 logLik."""
+        return float(self._dev_resid.sum())
+
+    @property
+    def deviance_ml(self) -> float:
+        """Same as ``deviance`` (a GLMM is always fitted by maximum likelihood)."""
+        return self.deviance
+
+    @property
+    def reml_crit(self) -> float:
+        return np.nan
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.opt.converged) and not any("failed to converge" in m for m in self.messages)
+
+    @property
+    def vcov_array(self) -> np.ndarray:
+        """Hessian-based vcov of beta, 2 [H^{-1}]_{beta beta} (lme4's default for nAGQ >= 1), or
+        (R_X'R_X)^{-1} at the final PIRLS weights for nAGQ = 0."""
+        return self.result.vcov
+
+    def refit(self, reml: bool | None = None, **kwargs) -> "GlmerFit":
+        """A GLMM is already a maximum-likelihood fit; ``refit(reml=False)`` returns it unchanged."""
+        if reml:
+            raise ValueError("REML is not defined for generalized linear mixed models")
+        if kwargs:
+            raise TypeError(f"refit() of a glmer fit takes no further arguments, got {sorted(kwargs)}")
+        return self
+
+    # -- per-observation quantities -------------------------------------------------------
+    def _u_precision_inverse_blocks(self):
+        return self.state.factor.u_precision_inverse_blocks()
+
+    def _linkinv(self, eta):
+        return self.family.linkinv(eta)
+
+    @property
+    def trials(self) -> np.ndarray:
+        """Binomial trials per row (1 for a 0/1 response); ones for Poisson."""
+        return self.problem.resp.trials
+
+    @cached_property
+    def fitted(self) -> np.ndarray:
+        """mu-hat, the conditional mean on the response scale (lme4 ``fitted``)."""
+        return self.family.linkinv(self.linear_predictor())
+
+    def residuals(self, type: str = "deviance") -> np.ndarray:
+        """lme4's ``residuals(glmerMod, type)``: "deviance" (default), "pearson", "working" or "response"."""
+        y, wt, mu = self.problem.y, self.problem.wt, self.fitted
+        if type == "deviance":
+            d = self.family.dev_resids(y, mu, wt)
+            return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
+        if type == "pearson":
+            return (y - mu) * np.sqrt(wt) / np.sqrt(self.family.variance(mu))
+        if type == "working":
+            return (y - mu) / self.family.mu_eta(self.linear_predictor())
+        if type == "response":
+            return y - mu
+        raise ValueError(f"type must be 'deviance', 'pearson', 'working' or 'response', got {type!r}")
+
+    @property
+    def resid(self) -> np.ndarray:
+        return self.residuals("deviance")
+
+    # -- text ---------------------------------------------------------------------------
+    @property
+    def method_label(self) -> str:
+        if self.nAGQ == 1:
+            return "Laplace Approximation"
+        return f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nAGQ}"
+
+    def summary(self) -> str:
+        return glmer_summary(self)
+
+    def __repr__(self) -> str:
+        return glmer_brief(self)
+
+
+# ------------------------------------------------------------------------------------------
+def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None = None, nAGQ: int = 1,
+          weights=None, offset=None, start=None, calc_derivs: bool = True) -> GlmerFit:
+    """Fit a generalized linear mixed model by maximum likelihood, as lme4's ``glmer``.
+
+    Parameters
+    ----------
+    formula : lme4 formula.  Binomial responses may be 0/1, ``cbind(successes, failures)``, or
+        proportions with ``weights=`` the number of trials.
+    data : DataFrame
+    family : "binomial", "poisson" or a family object (:mod:`mixedpy.families`)
+    link : "logit" (default), "probit" or "cloglog" for binomial; "log" for Poisson
+    nAGQ : 1 = Laplace approximation; 0 = faster fit with beta from PIRLS; > 1 (at most 25) =
+        adaptive Gauss-Hermite quadrature with that many nodes (one scalar term such as (1 | g))
+    weights, offset : column names or arrays of prior weights / an offset on the link scale
+    start : starting theta, or a dict with "theta" and/or "fixef"
+    calc_derivs : finite-difference Hessian at the optimum (convergence checks and the vcov)
+
+    The model is y_i | b ~ family(g^{-1}(x_i'beta + z_i'b + offset_i)), b ~ N(0, Sigma_theta); the
+    likelihood integral over b is approximated by Laplace's method at the conditional modes found by
+    PIRLS, or by adaptive quadrature (Bates et al. 2015, J. Stat. Softw. 67(1); Pinheiro & Bates 1995).
+    """
+    fam = get_family(family, link)
+    design = build_design(formula, data, weights=weights, offset=offset, env=caller_namespace())
+    resp = fam.prepare(design.y, design.weights, name=design.response_name)
+    if np.unique(resp.y[resp.weights > 0]).size < 2:
+        raise DataError(f"response {design.response_name!r} is constant; a {fam.name} GLMM needs variation "
+                        "in the outcome")
+    problem = GLMMProblem(design.terms, design.X, resp, fam, design.offset)
+    pre = check_separation(design.X, design.fixef_names, resp) if fam.name == "binomial" else []
+    result = fit_glmm(problem, nAGQ=nAGQ, start=start, calc_derivs=calc_derivs)
+    messages = list(result.messages)
+    if fam.name == "binomial":
+        post = check_separation(np.zeros((design.nobs, 0)), [], resp, result.state.mu)
+        messages += [(SeparationWarning, m) for m in pre + post]
+    emit_all(messages)
+    return GlmerFit(design, problem, result, [m for _, m in messages])
+
+
+# ------------------------------------------------------------------------------------------
+def _stars(p: float) -> str:
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
+
+
+def _format_pvalues(p: np.ndarray) -> list[str]:
+    """Pr(>|z|) as lme4's summary prints it (printCoefmat/format.pval, 3 significant digits):
+    values from 1e-4 up in fixed notation with a common number of decimals, smaller ones in
+    scientific notation, and "< 2e-16" below machine epsilon."""
+    p = np.asarray(p, dtype=float)
+    out = [""] * p.size
+    tiny = p < np.finfo(float).eps
+    fixed = (p >= 1e-4) & ~tiny
+    sci = ~fixed & ~tiny
+    if fixed.any():
+        for i, t in zip(np.flatnonzero(fixed), format_r(p[fixed], 3)):
+            out[i] = t.strip()
+    if sci.any():
+        texts = [f"{v:.2e}" for v in p[sci]]
+        # drop mantissa digits only when every value can (R formats the group together)
+        for nd in (1, 0):
+            shorter = [f"{v:.{nd}e}" for v in p[sci]]
+            if all(float(a) == float(b) for a, b in zip(shorter, texts)):
+                texts = shorter
+        for i, t in zip(np.flatnonzero(sci), texts):
+            out[i] = t
+    for i in np.flatnonzero(tiny):
+        out[i] = "< 2e-16"
+    return out
+
+
+def _coef_table(fit: GlmerFit) -> str:
+    """printCoefmat layout: Estimate, Std. Error, z value, Pr(>|z|) and significance stars."""
+    est, se = fit.beta, fit.se_fixef
+    z = est / se
+    p = 2 * norm.sf(np.abs(z))
+    # Estimate and SE are formatted together with 4 significant digits (lme4's summary digits)
+    both = format_r(np.concatenate([est, se]), 4)
+    est_s, se_s = both[:len(est)], both[len(est):]
+    z_s = format_r(np.round(z, 3), 4)
+    cols = [("Estimate", [s.strip() for s in est_s]), ("Std. Error", [s.strip() for s in se_s]),
+            ("z value", [s.strip() for s in z_s]), ("Pr(>|z|)", _format_pvalues(p))]
+    stars = [_stars(v) for v in p]
+    names = fit.fixef_names
+    wn = max(len(n) for n in names)
+    widths = [max(len(h), *(len(v) for v in vals)) for h, vals in cols]
+    ws = max(len(s) for s in stars) if any(stars) else 0
+    head = " " * wn + " " + " ".join(h.rjust(w) for (h, _), w in zip(cols, widths))
+    lines = [head + (" " + " " * ws if ws else "")]
+    for i, nm in enumerate(names):
+        row = nm.ljust(wn) + " " + " ".join(vals[i].rjust(w) for (_, vals), w in zip(cols, widths))
+        lines.append(row + (" " + stars[i].ljust(ws) if ws else ""))
+    if ws:
+        lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
+    return "\n".join(lines)
+
+
+def _correlation_table(fit: GlmerFit) -> str:
+    """lme4's "Correlation of Fixed Effects": round(., 3) with 3 decimals, abbreviated column names,
+    the strict lower triangle."""
+    from .display import _abbreviate
+
+    V = fit.vcov_array
+    sd = np.sqrt(np.diag(V))
+    C = V / np.outer(sd, sd)
+    names = fit.fixef_names
+    p = len(names)
+    cells = [[f"{round(C[i, j], 3) + 0.0:.3f}" if j < i else "" for j in range(p - 1)] for i in range(1, p)]
+    heads = [_abbreviate(n) for n in names[:-1]]
+    widths = [max(len(h), *(len(r[j]) for r in cells)) for j, h in enumerate(heads)]
+    wn = max(len(n) for n in names[1:])
+    lines = [" " * wn + " " + " ".join(h.ljust(w) for h, w in zip(heads, widths))]
+    for i, row in enumerate(cells):
+        lines.append(names[i + 1].ljust(wn) + " " + " ".join(c.rjust(w) for c, w in zip(row, widths)))
+    return "\n".join(lines)
+
+
+def _named_row(names: list[str], values: list[str], sep: str = " ") -> list[str]:
+    """R's print of a named vector: one common width, right-justified, with a trailing separator."""
+    w = max(len(x) for x in names + values)
+    return ["".join(x.rjust(w) + sep for x in names), "".join(x.rjust(w) + sep for x in values)]
+
+
+def _info_lines(fit: GlmerFit, digits: int) -> list[str]:
+    heads = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+    if digits == 4:  # summary(): round(., 1)
+        vals = [f"{v:.1f}" for v in (fit.aic, fit.bic, fit.loglik, -2 * fit.loglik)]
+    else:
+        vals = [v.strip() for v in format_r([fit.aic, fit.bic, fit.loglik, -2 * fit.loglik], digits)]
+    return _named_row(heads, vals + [str(fit.nobs - fit.df)])
+
+
+def _pearson_quantiles(fit: GlmerFit) -> str:
+    r = fit.residuals("pearson")
+    q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
+    vals = format_r(q, 4)
+    heads = ["Min", "1Q", "Median", "3Q", "Max"]
+    w = max(len(v) for v in vals + heads)
+    return " ".join(h.rjust(w) for h in heads) + " \n" + " ".join(v.rjust(w) for v in vals) + " "
+
+
+def _header(fit: GlmerFit) -> list[str]:
+    out = [f"Generalized linear mixed model fit by maximum likelihood ({fit.method_label}) [glmerMod]"]
+    if fit.nAGQ == 0:
+        out[0] = ("Generalized linear mixed model fit by maximum likelihood (Adaptive Gauss-Hermite "
+                  "Quadrature, nAGQ = 0) [glmerMod]")
+    out += [f" Family: {fit.family.name}  ( {fit.family.link.name} )", f"Formula: {fit.formula}"]
+    if fit.design.weights is not None:
+        out.append(" Weights: (given)")
+    if fit.design.n_dropped:
+        out.append(f"({fit.design.n_dropped} observations deleted due to missingness)")
+    return out
+
+
+def glmer_summary(fit: GlmerFit) -> str:
+    """lme4's ``summary(glmerMod)`` text."""
+    from .display import _ngrps_line
+
+    out = _header(fit) + [""] + _info_lines(fit, 4) + ["", "Scaled residuals: ", _pearson_quantiles(fit), "",
+                                                       "Random effects:", fit.varcorr().format(digits=4, variance=True),
+                                                       _ngrps_line(fit), ""]
+    if len(fit.beta):
+        out += ["Fixed effects:", _coef_table(fit)]
+        if len(fit.beta) > 1:
+            out += ["", "Correlation of Fixed Effects:", _correlation_table(fit)]
+    notes = list(fit.messages)
+    if fit.design.dropped_columns:
+        notes.append("fixed-effect model matrix is rank deficient so dropping "
+                     f"{len(fit.design.dropped_columns)} column(s): {', '.join(fit.design.dropped_columns)}")
+    if notes:
+        out += [""] + [f"optimizer note: {m}" for m in notes]
+    return "\n".join(out)
+
+
+def glmer_brief(fit: GlmerFit) -> str:
+    """lme4's ``print(glmerMod)``."""
+    from .display import _ngrps_line
+
+    out = _header(fit) + _info_lines(fit, 6)
+    out += ["Random effects:", fit.varcorr().format(digits=4), _ngrps_line(fit), "Fixed Effects:"]
+    if len(fit.beta):
+        out += _named_row(list(fit.fixef_names), [v.strip() for v in format_r(fit.beta, 4)], sep="  ")
+    if fit.is_singular:
+        out.append("optimizer: boundary (singular) fit: see is_singular")
+    return "\n".join(out)
+
+
+__all__ = ["glmer", "GlmerFit", "GlmerState"]

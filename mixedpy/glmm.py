@@ -1,0 +1,508 @@
+"""Generalized linear mixed models on the LMM kernel: PIRLS, Laplace, adaptive quadrature.
+
+Model (Bates et al. 2015, J. Stat. Softw. 67(1); lme4 vignette "PIRLS"):
+
+    eta = offset + X beta + Z Lambda_theta u,    mu = g^{-1}(eta),    u ~ N(0, I_q),
+    y_i | u ~ family(mu_i, prior weight w_i).
+
+**PIRLS** (penalized iteratively reweighted least squares, lme4 ``pwrssUpdate``) finds the
+conditional mode u-hat (and beta-hat when ``nAGQ = 0``).  Each iteration writes the working
+weights and working response
+
+    sqrt(W)_i = mu_eta(eta_i) sqrt(w_i / V(mu_i)),     z_i = eta_i - offset_i + (y_i - mu_i) / mu_eta(eta_i)
+
+into :class:`~mixedpy.linalg.blocked.CrossProducts`, factors the penalized system
+[[Lambda'Z'WZ Lambda + I, Lambda'Z'WX], [X'WZ Lambda, X'WX]] with the same blocked Cholesky the
+LMM uses, and solves it; with beta fixed (``nAGQ >= 1``) X has no columns and X beta joins the
+offset.  The penalized deviance ``pdev = sum_i d_i + ||u||^2`` must fall; otherwise the step is
+halved (up to 20 times).
+
+**Objectives** (ALGORITHMS.md 2.3-2.4), with ldL2 = log|L|^2 of the last PIRLS factor:
+
+    Laplace:  -2 l(theta, beta) = ldL2 + ||u-hat||^2 + aic(y, mu-hat)          (nAGQ = 0, 1)
+    AGQ:      -2 l(theta, beta) = sum_j D_j(u-hat) + ldL2 - 2 sum_j log M_j     (nAGQ > 1)
+
+where, for a single scalar term, D_j(u) = u_j^2 + sum_{i in j} d_i(u) and
+M_j = sum_k w_k exp(-[D_j(u-hat + z_k s) - D_j(u-hat)] / 2 - log phi(z_k)) / sqrt(2 pi) with
+s_j = 1 / L_jj and (z_k, w_k) the Gauss-Hermite rule for the standard normal density
+(Pinheiro & Bates 1995, J. Comput. Graph. Stat. 4(1); Liu & Pierce 1994, Biometrika 81(3)).
+
+**Fitting** follows glmer's two stages: stage 1 optimizes theta with the nAGQ = 0 objective (u and
+beta from PIRLS); stage 2 (nAGQ >= 1) optimizes (theta, beta) jointly.  The vcov of beta is
+2 [H^{-1}]_{beta beta} from the finite-difference Hessian H of the stage-2 objective (lme4's
+default ``use.hessian``), falling back to (R_X'R_X)^{-1} when H is not positive definite.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConvergenceWarning, MixedpyError
+from .families import Family, Response
+from .linalg.blocked import BlockedFactor, CrossProducts, NotPositiveDefinite, TermBlock
+from .optimize import (OptSummary, boundary_snap, check_convergence, finite_difference_derivs, is_singular,
+                       minimize)
+from .terms import RandomEffectsTerm, split_theta
+
+#: lme4's glmerControl defaults
+TOL_PWRSS = 1e-7
+MAXIT = 100
+MAX_HALVINGS = 20
+#: PIRLS tolerance for the final state and the finite-difference Hessian: the Hessian divides by
+#: delta^2 = 1e-8, so the objective must be reproducible far below lme4's 1e-7 relative pdev change
+TOL_TIGHT = 1e-12
+
+
+class PIRLSError(MixedpyError, RuntimeError):
+    """PIRLS could not find the conditional modes (step-halving failed or no convergence)."""
+
+
+class SeparationWarning(UserWarning):
+    """Fitted probabilities of 0 or 1: the fixed effects separate the outcome."""
+
+
+@dataclass
+class PirlsState:
+    """Where PIRLS stopped for one (theta, beta): the conditional mode and what the objectives need.
+
+    ``factor`` is the blocked factor of the last iteration (weights at the previous mu, as lme4's
+    stored L); ``dev_resid`` holds the squared deviance residuals d_i at ``mu``.
+    """
+
+    theta: np.ndarray
+    beta: np.ndarray
+    u: np.ndarray
+    eta: np.ndarray
+    mu: np.ndarray
+    factor: BlockedFactor
+    dev_resid: np.ndarray
+    pdev: float
+    iterations: int
+    joint: bool
+
+    @property
+    def ldL2(self) -> float:
+        return float(self.factor.ldL2)
+
+    @property
+    def ussq(self) -> float:
+        return float(self.u @ self.u)
+
+    @property
+    def deviance(self) -> float:
+        """sum_i d_i, the conditional deviance (lme4 ``deviance(glmerMod)``)."""
+        return float(self.dev_resid.sum())
+
+
+def gh_rule(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gauss-Hermite nodes z, weights w (summing to 1) and log phi(z) for the standard normal density
+    (lme4 ``GHrule``): integral f(z) phi(z) dz ~= sum_k w_k f(z_k)."""
+    if not 1 <= k <= 100:
+        raise ValueError(f"nAGQ must be between 1 and 100, got {k}")
+    z, w = np.polynomial.hermite_e.hermegauss(k)
+    w = w / np.sqrt(2.0 * np.pi)
+    if k % 2 == 1:
+        z[k // 2] = 0.0  # the middle node is 0 exactly; it then contributes its weight alone
+    return z, w, -0.5 * z ** 2 - 0.5 * np.log(2.0 * np.pi)
+
+
+class GLMMProblem:
+    """Arrays of one GLMM and its objectives; knows nothing of formulas or DataFrames.
+
+    Parameters
+    ----------
+    terms : random-effects terms in lme4's order
+    X : (n, p) fixed-effects matrix
+    resp : validated :class:`~mixedpy.families.Response` (y, prior weights, trials)
+    family : :class:`~mixedpy.families.Family`
+    offset : (n,) or None
+    """
+
+    def __init__(self, terms: list[RandomEffectsTerm], X: np.ndarray, resp: Response, family: Family,
+                 offset: np.ndarray | None = None):
+        self.terms = terms
+        self.X = np.ascontiguousarray(X, dtype=float)
+        self.n, self.p = self.X.shape
+        self.X0 = np.zeros((self.n, 0))
+        self.resp = resp
+        self.y = resp.y
+        self.wt = resp.weights
+        self.family = family
+        self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)
+        self.blocks = [TermBlock(t.codes, t.model_matrix, t.n_levels) for t in terms]
+        self.lower = np.concatenate([t.theta_lower() for t in terms])
+        self.n_theta = len(self.lower)
+        self.aic_const = family.loglik_const(resp)
+        self.scalar = len(terms) == 1 and terms[0].k == 1
+        self.n_evals = 0
+
+    # -- random part ------------------------------------------------------------------
+    def relative_factors(self, theta: np.ndarray) -> list[np.ndarray]:
+        return [t.relative_factor(th) for t, th in zip(self.terms, split_theta(self.terms, theta))]
+
+    def b_from_u(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
+        """b = Lambda u, per term as (J_i, k_i) arrays (level-major)."""
+        out, start = [], 0
+        for t, T in zip(self.terms, self.relative_factors(theta)):
+            out.append(u[start:start + t.n_coefs].reshape(t.n_levels, t.k) @ T.T)
+            start += t.n_coefs
+        return out
+
+    def _z_lambda_u(self, T_list: list[np.ndarray], u: np.ndarray) -> np.ndarray:
+        zb = np.zeros(self.n)
+        start = 0
+        for t, T in zip(self.terms, T_list):
+            b = u[start:start + t.n_coefs].reshape(t.n_levels, t.k) @ T.T
+            zb += t.linear_predictor(b)
+            start += t.n_coefs
+        return zb
+
+    # -- PIRLS ------------------------------------------------------------------------
+    def initial_eta(self) -> np.ndarray:
+        """offset + g(mustart), R's ``family$initialize`` start for the first PIRLS."""
+        return self.offset + self.family.linkfun(self.family.mustart(self.resp))
+
+    def pirls(self, theta: np.ndarray, beta: np.ndarray | None, eta_start: np.ndarray,
+              tol: float = TOL_PWRSS, maxit: int = MAXIT, refactor: bool = False) -> PirlsState:
+        """Conditional modes by PIRLS from the linear predictor ``eta_start``.
+
+        ``beta=None`` solves for (u, beta) jointly (nAGQ = 0); otherwise beta is held fixed and only u
+        is solved for.  Converged when |pdev_old - pdev| < tol * pdev (lme4 ``tolPwrss``).
+        lme4 keeps the factor of the last iteration, whose weights come from the previous mu;
+        ``refactor=True`` factors once more at the weights of the converged mu, which makes ldL2 a
+        smooth function of (theta, beta) for finite differences.
+        """
+        theta = np.asarray(theta, dtype=float)
+        T_list = self.relative_factors(theta)
+        fam, y, wt = self.family, self.y, self.wt
+        joint = beta is None
+        X = self.X if joint else self.X0
+        base = self.offset if joint else self.offset + self.X @ beta
+        eta = np.asarray(eta_start, dtype=float)
+        mu = fam.linkinv(eta)
+        u_old = beta_old = None
+        pdev_old = np.inf
+        for it in range(1, maxit + 1):
+            mu_eta = fam.mu_eta(eta)
+            sqrt_w = mu_eta * np.sqrt(wt / fam.variance(mu))
+            z = eta - base + (y - mu) / mu_eta
+            factor = CrossProducts(self.blocks, X, z, sqrt_w).factor(T_list)
+            u, b = factor.coefficients()
+            if not joint:
+                b = beta
+            eta, mu, d, pdev = self._update(T_list, base, u, b, joint)
+            if abs(pdev_old - pdev) < tol * abs(pdev):
+                if refactor:
+                    mu_eta = fam.mu_eta(eta)
+                    sqrt_w = mu_eta * np.sqrt(wt / fam.variance(mu))
+                    z = eta - base + (y - mu) / mu_eta
+                    factor = CrossProducts(self.blocks, X, z, sqrt_w).factor(T_list)
+                return PirlsState(theta, np.asarray(b, float), u, eta, mu, factor, d, pdev, it, joint)
+            if not np.isfinite(pdev) or pdev > pdev_old:
+                for _ in range(MAX_HALVINGS):
+                    u = 0.5 * (u_old + u)
+                    if joint:
+                        b = 0.5 * (beta_old + b)
+                    eta, mu, d, pdev = self._update(T_list, base, u, b, joint)
+                    if np.isfinite(pdev) and pdev <= pdev_old:
+                        break
+                if not np.isfinite(pdev) or pdev - pdev_old > tol * abs(pdev_old):
+                    raise PIRLSError(
+                        f"PIRLS step-halvings failed to reduce the penalized deviance at theta = "
+                        f"{np.round(theta, 6).tolist()}: the conditional modes cannot be found. Check for "
+                        "separation or extreme values, rescale predictors, or try nAGQ=0 / other start values.")
+            u_old, beta_old, pdev_old = u, b, pdev
+        raise PIRLSError(f"PIRLS did not converge in {maxit} iterations at theta = {np.round(theta, 6).tolist()}; "
+                         "check for separation or extreme predictor values, or rescale predictors.")
+
+    def _update(self, T_list, base, u, b, joint):
+        eta = base + self._z_lambda_u(T_list, u)
+        if joint and self.p:
+            eta = eta + self.X @ b
+        mu = self.family.linkinv(eta)
+        d = self.family.dev_resids(self.y, mu, self.wt)
+        return eta, mu, d, float(d.sum() + u @ u)
+
+    # -- objectives -------------------------------------------------------------------
+    def laplace(self, st: PirlsState) -> float:
+        """ldL2 + ||u||^2 + aic(y, mu): -2 log-likelihood by the Laplace approximation."""
+        return st.ldL2 + st.ussq + self.family.aic(self.resp, st.mu, self.aic_const)
+
+    def agq(self, st: PirlsState, nAGQ: int) -> float:
+        """-2 log-likelihood by adaptive Gauss-Hermite quadrature with nAGQ nodes per level.
+
+        One scalar term only: the integral factorises over levels, and each level's integrand is
+        centred at u-hat_j and scaled by s_j = 1/L_jj (the conditional SD of u_j).  All levels are
+        perturbed together, one pass over the data per node.
+        """
+        z, w, ldnorm = gh_rule(nAGQ)
+        t = self.terms[0]
+        J, codes, m = t.n_levels, t.codes, t.model_matrix[:, 0]
+        s = 1.0 / st.factor.L1[:, 0, 0]
+        lam = float(st.theta[0])
+        devc0 = np.bincount(codes, weights=st.dev_resid, minlength=J) + st.u ** 2
+        nz = z != 0.0
+        zk = z[nz]
+        eta_k = st.eta[None, :] + zk[:, None] * (lam * m * s[codes])[None, :]
+        d_k = self.family.dev_resids(self.y[None, :], self.family.linkinv(eta_k), self.wt[None, :])
+        K = zk.size
+        idx = (np.arange(K)[:, None] * J + codes[None, :]).ravel()
+        devc_k = np.bincount(idx, weights=d_k.ravel(), minlength=K * J).astype(float).reshape(K, J)
+        devc_k += (st.u[None, :] + zk[:, None] * s[None, :]) ** 2
+        terms = np.exp(-0.5 * (devc_k - devc0[None, :]) - ldnorm[nz][:, None]) * w[nz][:, None] / np.sqrt(2 * np.pi)
+        mult = terms.sum(axis=0) + w[~nz].sum()
+        return float(devc0.sum() + st.ldL2 - 2.0 * np.log(mult).sum())
+
+    def objective(self, st: PirlsState, nAGQ: int) -> float:
+        return self.agq(st, nAGQ) if nAGQ > 1 else self.laplace(st)
+
+    # -- the final factor --------------------------------------------------------------
+    def joint_factor(self, st: PirlsState) -> BlockedFactor:
+        """The factor of the full (u, beta) system at the weights of mu-hat (sigma = 1).
+
+        Used for (R_X'R_X)^{-1}, the conditional variances of the random effects and arm's ``sim``.
+        """
+        fam = self.family
+        mu_eta = fam.mu_eta(st.eta)
+        sqrt_w = mu_eta * np.sqrt(self.wt / fam.variance(st.mu))
+        z = st.eta - self.offset + (self.y - st.mu) / mu_eta
+        return CrossProducts(self.blocks, self.X, z, sqrt_w).factor(self.relative_factors(st.theta))
+
+
+# ---------------------------------------------------------------------------------------
+@dataclass
+class GlmmFitResult:
+    """Everything :func:`fit_glmm` found (the fit object is built from it in ``glmer``)."""
+
+    nAGQ: int
+    theta: np.ndarray
+    beta: np.ndarray
+    state: PirlsState
+    factor: BlockedFactor
+    objective: float
+    vcov: np.ndarray
+    vcov_source: str
+    opt_stage1: OptSummary
+    opt_stage2: OptSummary | None
+    messages: list[tuple[type, str]] = field(default_factory=list)
+
+
+def _bobyqa(fun, x0, lower, step, xtol_abs, ftol_abs, maxeval=10_000) -> OptSummary:
+    """BOBYQA (NLopt) with an explicit initial step, as minqa's rhobeg; scipy fallback."""
+    try:
+        import nlopt
+    except ImportError:
+        return minimize(fun, x0, lower, optimizer="scipy")
+    x0 = np.asarray(x0, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    best = {"f": np.inf, "x": x0.copy()}
+
+    def tracked(x, grad):
+        f = float(fun(x))
+        if f < best["f"]:
+            best["f"], best["x"] = f, np.array(x)
+        return f if np.isfinite(f) else 1e300
+
+    opt = nlopt.opt(nlopt.LN_BOBYQA, len(x0))
+    opt.set_min_objective(tracked)
+    opt.set_lower_bounds(lower.tolist())
+    opt.set_upper_bounds([np.inf] * len(x0))
+    opt.set_initial_step(np.asarray(step, dtype=float).tolist())
+    opt.set_xtol_abs(xtol_abs)
+    opt.set_ftol_abs(ftol_abs)
+    opt.set_maxeval(maxeval)
+    summary = OptSummary(optimizer="bobyqa", x0=x0.copy(), lower=lower)
+    try:
+        opt.optimize(np.maximum(x0, lower).tolist())
+        status = opt.last_optimize_result()
+    except nlopt.RoundoffLimited:
+        status = nlopt.ROUNDOFF_LIMITED
+    ok = (status > 0 and status != nlopt.MAXEVAL_REACHED) or status == nlopt.ROUNDOFF_LIMITED
+    summary.x, summary.fmin, summary.n_evals = best["x"], best["f"], opt.get_numevals()
+    summary.status, summary.converged = f"nlopt status {status}", ok
+    if not ok:
+        summary.messages.append(f"optimizer (bobyqa) did not report convergence: nlopt status {status}")
+    return summary
+
+
+def _parse_start(start, problem: GLMMProblem):
+    theta0, beta0 = None, None
+    if start is None:
+        return theta0, beta0
+    if isinstance(start, dict):
+        bad = set(start) - {"theta", "fixef"}
+        if bad:
+            raise ValueError(f"start keys must be 'theta' and/or 'fixef', got {sorted(bad)}")
+        theta0 = start.get("theta")
+        beta0 = start.get("fixef")
+    else:
+        theta0 = start
+    if theta0 is not None:
+        theta0 = np.asarray(theta0, dtype=float).ravel()
+        if theta0.size != problem.n_theta:
+            raise ValueError(f"start theta has {theta0.size} values but the model has {problem.n_theta}")
+    if beta0 is not None:
+        beta0 = np.asarray(beta0, dtype=float).ravel()
+        if beta0.size != problem.p:
+            raise ValueError(f"start fixef has {beta0.size} values but the model has {problem.p} fixed effects")
+    return theta0, beta0
+
+
+def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_PWRSS,
+             warm_start: bool = False, calc_derivs: bool = True, use_hessian: bool = True) -> GlmmFitResult:
+    """glmer's fit: initial PIRLS, stage 1 over theta (nAGQ = 0 objective), stage 2 over (theta, beta).
+
+    Parameters
+    ----------
+    problem : the GLMM arrays
+    nAGQ : 0 (stage 1 only), 1 (Laplace) or > 1 (adaptive Gauss-Hermite; one scalar term only)
+    start : theta vector, or dict with "theta" and/or "fixef"
+    tol : PIRLS relative tolerance on the penalized deviance during the optimization
+    warm_start : start each PIRLS from the previous evaluation's linear predictor (faster) instead of
+        lme4's fixed ``lp0``; both converge to the same conditional modes
+    calc_derivs : finite-difference gradient and Hessian at the optimum (convergence checks, vcov)
+    use_hessian : vcov from the Hessian (lme4's default) rather than from R_X
+    """
+    nAGQ = int(nAGQ)
+    if nAGQ < 0:
+        raise ValueError(f"nAGQ must be >= 0, got {nAGQ}")
+    if nAGQ > 25:
+        raise ValueError(f"nAGQ must be at most 25 (lme4's limit), got {nAGQ}")
+    if nAGQ > 1 and not problem.scalar:
+        raise ValueError("nAGQ > 1 is only available for models with a single, scalar random-effects term "
+                         "such as (1 | g); use nAGQ=1 (Laplace) for this model")
+    theta_start, beta_start = _parse_start(start, problem)
+    if beta_start is not None and nAGQ == 0:
+        raise ValueError("start['fixef'] cannot be used with nAGQ=0 (the fixed effects come from PIRLS)")
+    p, nth = problem.p, problem.n_theta
+
+    # initial PIRLS at the default theta from R's mustart: its linear predictor lp0 starts stage 1
+    theta_init = np.concatenate([t.theta_start() for t in problem.terms])
+    st0 = problem.pirls(theta_init, None, problem.initial_eta(), tol)
+    # every evaluation restarts PIRLS from the same eta (lme4's lp0), so the objective -- whose ldL2
+    # comes from the last PIRLS iteration -- is the same function of the parameters as lme4's
+    memo = {"eta": st0.eta}
+
+    def stage1(theta):
+        problem.n_evals += 1
+        try:
+            st = problem.pirls(theta, None, memo["eta"], tol)
+        except (PIRLSError, NotPositiveDefinite):
+            return np.inf
+        if warm_start:
+            memo["eta"] = st.eta
+        return problem.laplace(st)
+
+    x0 = theta_init if theta_start is None else theta_start
+    if np.all(x0 == 0):
+        x0 = np.full_like(x0, 1e-3)  # as lme4's optwrap does for bobyqa
+    rhobeg = min(0.95, 0.2 * float(np.max(np.abs(x0))))
+    opt1 = _bobyqa(stage1, x0, problem.lower, np.full(nth, rhobeg), xtol_abs=1e-6 * rhobeg, ftol_abs=1e-10)
+    messages: list[tuple[type, str]] = [(ConvergenceWarning, m) for m in opt1.messages]
+
+    if nAGQ == 0:
+        opt1 = boundary_snap(stage1, opt1)
+        st = problem.pirls(opt1.x, None, memo["eta"], tol)
+        factor = problem.joint_factor(st)
+        singular = is_singular(st.theta, problem.lower)
+        messages += check_convergence(opt1, singular)
+        return GlmmFitResult(0, st.theta, st.beta, st, factor, problem.laplace(st), factor.unscaled_vcov(), "RX",
+                             opt1, None, messages)
+
+    # stage 2 restarts PIRLS from the linear predictor at the stage-1 optimum (lme4's new lp0)
+    st1 = problem.pirls(opt1.x, None, memo["eta"], tol)
+    beta1 = st1.beta if beta_start is None else beta_start
+    se1 = np.sqrt(np.diag(problem.joint_factor(st1).unscaled_vcov()))
+    memo2 = {"eta": st1.eta - problem.offset}
+
+    def stage2(pars):
+        problem.n_evals += 1
+        try:
+            st = problem.pirls(pars[:nth], pars[nth:], problem.offset + memo2["eta"], tol)
+        except (PIRLSError, NotPositiveDefinite):
+            return np.inf
+        if warm_start:
+            memo2["eta"] = st.eta - problem.offset
+        return problem.objective(st, nAGQ)
+
+    lower2 = np.concatenate([problem.lower, np.full(p, -np.inf)])
+    x2 = np.concatenate([opt1.x, beta1])
+    step = 0.2 * np.concatenate([np.full(nth, 0.1), np.minimum(se1, 10.0)])
+    opt2 = _bobyqa(stage2, x2, lower2, step, xtol_abs=1e-7 * step, ftol_abs=1e-10)
+    opt2 = boundary_snap(stage2, opt2)
+    messages += [(ConvergenceWarning, m) for m in opt2.messages]
+
+    eta_opt = memo2["eta"]
+    singular = is_singular(opt2.x[:nth], problem.lower)
+    vcov, source = None, "RX"
+    if calc_derivs:
+        opt2.gradient, opt2.hessian = finite_difference_derivs(stage2, opt2.x)
+        messages += check_convergence(opt2, singular)
+    memo2["eta"] = eta_opt
+    st = problem.pirls(opt2.x[:nth], opt2.x[nth:], problem.offset + memo2["eta"], tol)
+    objective = problem.objective(st, nAGQ)
+    factor = problem.joint_factor(st)
+    if calc_derivs and use_hessian:
+        vcov = hessian_vcov(opt2.hessian, nth)
+        if vcov is None:
+            messages.append((ConvergenceWarning,
+                             "the finite-difference Hessian is not positive definite, so the fixed-effect "
+                             "vcov comes from R_X (as use_hessian=False); standard errors may be unreliable "
+                             "- check the fit for convergence problems or rescale predictors."))
+        else:
+            source = "Hessian"
+    if vcov is None:
+        vcov = factor.unscaled_vcov()
+    return GlmmFitResult(nAGQ, st.theta, opt2.x[nth:].copy(), st, factor, objective, vcov, source, opt1, opt2,
+                         messages)
+
+
+def hessian_vcov(H: np.ndarray, n_theta: int) -> np.ndarray | None:
+    """2 [H^{-1}]_{beta beta}, symmetrised, or None when it is not positive definite (lme4
+    ``vcov.merMod`` with ``use.hessian``): H is the Hessian of -2 log L over (theta, beta)."""
+    try:
+        Hinv = np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        return None
+    V = 2.0 * Hinv[n_theta:, n_theta:]
+    V = 0.5 * (V + V.T)
+    if V.size == 0:
+        return V
+    try:
+        np.linalg.cholesky(V)
+    except np.linalg.LinAlgError:
+        return None
+    return V
+
+
+def check_separation(X: np.ndarray, names: list[str], resp: Response, mu: np.ndarray | None = None) -> list[str]:
+    """Warnings for (quasi-)complete separation in a binomial model.
+
+    Before the fit: a 0/1 column of X whose rows with value 1 all have the same outcome.
+    After the fit: fitted probabilities numerically 0 or 1 (as R's glm.fit warns).
+    """
+    msgs = []
+    has = resp.trials > 0
+    if X.shape[1]:
+        binary = np.all((X == 0) | (X == 1), axis=0) & ~np.all(X == 1, axis=0)
+        for j in np.flatnonzero(binary):
+            rows = has & (X[:, j] == 1)
+            if rows.any() and (np.all(resp.y[rows] == 0) or np.all(resp.y[rows] == 1)):
+                outcome = "failures" if np.all(resp.y[rows] == 0) else "successes"
+                msgs.append(f"perfect separation: every observation with {names[j]} = 1 is one of the {outcome}; "
+                            f"its estimate (and SE) will be very large and unreliable. Merge or drop that level, "
+                            "or use a Bayesian fit with a proper prior (mp.bayes_glmer).")
+    if mu is not None:
+        tiny = 10 * np.finfo(float).eps
+        if np.any(has & ((mu <= tiny) | (mu >= 1 - tiny))):
+            msgs.append("fitted probabilities numerically 0 or 1 occurred: some predictors (or random effects) "
+                        "separate the outcome perfectly, so their estimates are unreliable. Check for a predictor "
+                        "that predicts the outcome exactly, or use a Bayesian fit with priors (mp.bayes_glmer).")
+    return msgs
+
+
+def emit_all(messages: list[tuple[type, str]]) -> None:
+    for category, msg in messages:
+        warnings.warn(msg, category, stacklevel=4)
