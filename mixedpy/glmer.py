@@ -12,7 +12,6 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from .errors import DataError
 from .families import Family, get_family
@@ -22,7 +21,6 @@ from .linalg.blocked import BlockedFactor
 from .lmer import caller_namespace
 from .optimize import OptSummary
 from .results import MixedModelFit
-from .rformat import format_r
 
 
 @dataclass(frozen=True)
@@ -173,12 +171,6 @@ class GlmerFit(MixedModelFit):
             return "Laplace Approximation"
         return f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nAGQ}"
 
-    def summary(self) -> str:
-        return glmer_summary(self)
-
-    def __repr__(self) -> str:
-        return glmer_brief(self)
-
 
 # ------------------------------------------------------------------------------------------
 def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None = None, nAGQ: int = 1,
@@ -220,150 +212,4 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None 
 
 
 # ------------------------------------------------------------------------------------------
-def _stars(p: float) -> str:
-    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
-
-
-def _format_pvalues(p: np.ndarray) -> list[str]:
-    """Pr(>|z|) as lme4's summary prints it (printCoefmat/format.pval, 3 significant digits):
-    values from 1e-4 up in fixed notation with a common number of decimals, smaller ones in
-    scientific notation, and "< 2e-16" below machine epsilon."""
-    p = np.asarray(p, dtype=float)
-    out = [""] * p.size
-    tiny = p < np.finfo(float).eps
-    fixed = (p >= 1e-4) & ~tiny
-    sci = ~fixed & ~tiny
-    if fixed.any():
-        for i, t in zip(np.flatnonzero(fixed), format_r(p[fixed], 3)):
-            out[i] = t.strip()
-    if sci.any():
-        texts = [f"{v:.2e}" for v in p[sci]]
-        # drop mantissa digits only when every value can (R formats the group together)
-        for nd in (1, 0):
-            shorter = [f"{v:.{nd}e}" for v in p[sci]]
-            if all(float(a) == float(b) for a, b in zip(shorter, texts)):
-                texts = shorter
-        for i, t in zip(np.flatnonzero(sci), texts):
-            out[i] = t
-    for i in np.flatnonzero(tiny):
-        out[i] = "< 2e-16"
-    return out
-
-
-def _coef_table(fit: GlmerFit) -> str:
-    """printCoefmat layout: Estimate, Std. Error, z value, Pr(>|z|) and significance stars."""
-    est, se = fit.beta, fit.se_fixef
-    z = est / se
-    p = 2 * norm.sf(np.abs(z))
-    # Estimate and SE are formatted together with 4 significant digits (lme4's summary digits)
-    both = format_r(np.concatenate([est, se]), 4)
-    est_s, se_s = both[:len(est)], both[len(est):]
-    z_s = format_r(np.round(z, 3), 4)
-    cols = [("Estimate", [s.strip() for s in est_s]), ("Std. Error", [s.strip() for s in se_s]),
-            ("z value", [s.strip() for s in z_s]), ("Pr(>|z|)", _format_pvalues(p))]
-    stars = [_stars(v) for v in p]
-    names = fit.fixef_names
-    wn = max(len(n) for n in names)
-    widths = [max(len(h), *(len(v) for v in vals)) for h, vals in cols]
-    ws = max(len(s) for s in stars) if any(stars) else 0
-    head = " " * wn + " " + " ".join(h.rjust(w) for (h, _), w in zip(cols, widths))
-    lines = [head + (" " + " " * ws if ws else "")]
-    for i, nm in enumerate(names):
-        row = nm.ljust(wn) + " " + " ".join(vals[i].rjust(w) for (_, vals), w in zip(cols, widths))
-        lines.append(row + (" " + stars[i].ljust(ws) if ws else ""))
-    if ws:
-        lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
-    return "\n".join(lines)
-
-
-def _correlation_table(fit: GlmerFit) -> str:
-    """lme4's "Correlation of Fixed Effects": round(., 3) with 3 decimals, abbreviated column names,
-    the strict lower triangle."""
-    from .display import _abbreviate
-
-    V = fit.vcov_array
-    sd = np.sqrt(np.diag(V))
-    C = V / np.outer(sd, sd)
-    names = fit.fixef_names
-    p = len(names)
-    cells = [[f"{round(C[i, j], 3) + 0.0:.3f}" if j < i else "" for j in range(p - 1)] for i in range(1, p)]
-    heads = [_abbreviate(n) for n in names[:-1]]
-    widths = [max(len(h), *(len(r[j]) for r in cells)) for j, h in enumerate(heads)]
-    wn = max(len(n) for n in names[1:])
-    lines = [" " * wn + " " + " ".join(h.ljust(w) for h, w in zip(heads, widths))]
-    for i, row in enumerate(cells):
-        lines.append(names[i + 1].ljust(wn) + " " + " ".join(c.rjust(w) for c, w in zip(row, widths)))
-    return "\n".join(lines)
-
-
-def _named_row(names: list[str], values: list[str], sep: str = " ") -> list[str]:
-    """R's print of a named vector: one common width, right-justified, with a trailing separator."""
-    w = max(len(x) for x in names + values)
-    return ["".join(x.rjust(w) + sep for x in names), "".join(x.rjust(w) + sep for x in values)]
-
-
-def _info_lines(fit: GlmerFit, digits: int) -> list[str]:
-    heads = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-    if digits == 4:  # summary(): round(., 1)
-        vals = [f"{v:.1f}" for v in (fit.aic, fit.bic, fit.loglik, -2 * fit.loglik)]
-    else:
-        vals = [v.strip() for v in format_r([fit.aic, fit.bic, fit.loglik, -2 * fit.loglik], digits)]
-    return _named_row(heads, vals + [str(fit.nobs - fit.df)])
-
-
-def _pearson_quantiles(fit: GlmerFit) -> str:
-    r = fit.residuals("pearson")
-    q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
-    vals = format_r(q, 4)
-    heads = ["Min", "1Q", "Median", "3Q", "Max"]
-    w = max(len(v) for v in vals + heads)
-    return " ".join(h.rjust(w) for h in heads) + " \n" + " ".join(v.rjust(w) for v in vals) + " "
-
-
-def _header(fit: GlmerFit) -> list[str]:
-    out = [f"Generalized linear mixed model fit by maximum likelihood ({fit.method_label}) [glmerMod]"]
-    if fit.nAGQ == 0:
-        out[0] = ("Generalized linear mixed model fit by maximum likelihood (Adaptive Gauss-Hermite "
-                  "Quadrature, nAGQ = 0) [glmerMod]")
-    out += [f" Family: {fit.family.name}  ( {fit.family.link.name} )", f"Formula: {fit.formula}"]
-    if fit.design.weights is not None:
-        out.append(" Weights: (given)")
-    if fit.design.n_dropped:
-        out.append(f"({fit.design.n_dropped} observations deleted due to missingness)")
-    return out
-
-
-def glmer_summary(fit: GlmerFit) -> str:
-    """lme4's ``summary(glmerMod)`` text."""
-    from .display import _ngrps_line
-
-    out = _header(fit) + [""] + _info_lines(fit, 4) + ["", "Scaled residuals: ", _pearson_quantiles(fit), "",
-                                                       "Random effects:", fit.varcorr().format(digits=4, variance=True),
-                                                       _ngrps_line(fit), ""]
-    if len(fit.beta):
-        out += ["Fixed effects:", _coef_table(fit)]
-        if len(fit.beta) > 1:
-            out += ["", "Correlation of Fixed Effects:", _correlation_table(fit)]
-    notes = list(fit.messages)
-    if fit.design.dropped_columns:
-        notes.append("fixed-effect model matrix is rank deficient so dropping "
-                     f"{len(fit.design.dropped_columns)} column(s): {', '.join(fit.design.dropped_columns)}")
-    if notes:
-        out += [""] + [f"optimizer note: {m}" for m in notes]
-    return "\n".join(out)
-
-
-def glmer_brief(fit: GlmerFit) -> str:
-    """lme4's ``print(glmerMod)``."""
-    from .display import _ngrps_line
-
-    out = _header(fit) + _info_lines(fit, 6)
-    out += ["Random effects:", fit.varcorr().format(digits=4), _ngrps_line(fit), "Fixed Effects:"]
-    if len(fit.beta):
-        out += _named_row(list(fit.fixef_names), [v.strip() for v in format_r(fit.beta, 4)], sep="  ")
-    if fit.is_singular:
-        out.append("optimizer: boundary (singular) fit: see is_singular")
-    return "\n".join(out)
-
-
 __all__ = ["glmer", "GlmerFit", "GlmerState"]

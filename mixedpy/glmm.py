@@ -289,44 +289,6 @@ class GlmmFitResult:
     messages: list[tuple[type, str]] = field(default_factory=list)
 
 
-def _bobyqa(fun, x0, lower, step, xtol_abs, ftol_abs, maxeval=10_000) -> OptSummary:
-    """BOBYQA (NLopt) with an explicit initial step, as minqa's rhobeg; scipy fallback."""
-    try:
-        import nlopt
-    except ImportError:
-        return minimize(fun, x0, lower, optimizer="scipy")
-    x0 = np.asarray(x0, dtype=float)
-    lower = np.asarray(lower, dtype=float)
-    best = {"f": np.inf, "x": x0.copy()}
-
-    def tracked(x, grad):
-        f = float(fun(x))
-        if f < best["f"]:
-            best["f"], best["x"] = f, np.array(x)
-        return f if np.isfinite(f) else 1e300
-
-    opt = nlopt.opt(nlopt.LN_BOBYQA, len(x0))
-    opt.set_min_objective(tracked)
-    opt.set_lower_bounds(lower.tolist())
-    opt.set_upper_bounds([np.inf] * len(x0))
-    opt.set_initial_step(np.asarray(step, dtype=float).tolist())
-    opt.set_xtol_abs(xtol_abs)
-    opt.set_ftol_abs(ftol_abs)
-    opt.set_maxeval(maxeval)
-    summary = OptSummary(optimizer="bobyqa", x0=x0.copy(), lower=lower)
-    try:
-        opt.optimize(np.maximum(x0, lower).tolist())
-        status = opt.last_optimize_result()
-    except nlopt.RoundoffLimited:
-        status = nlopt.ROUNDOFF_LIMITED
-    ok = (status > 0 and status != nlopt.MAXEVAL_REACHED) or status == nlopt.ROUNDOFF_LIMITED
-    summary.x, summary.fmin, summary.n_evals = best["x"], best["f"], opt.get_numevals()
-    summary.status, summary.converged = f"nlopt status {status}", ok
-    if not ok:
-        summary.messages.append(f"optimizer (bobyqa) did not report convergence: nlopt status {status}")
-    return summary
-
-
 def _parse_start(start, problem: GLMMProblem):
     theta0, beta0 = None, None
     if start is None:
@@ -399,7 +361,8 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
     if np.all(x0 == 0):
         x0 = np.full_like(x0, 1e-3)  # as lme4's optwrap does for bobyqa
     rhobeg = min(0.95, 0.2 * float(np.max(np.abs(x0))))
-    opt1 = _bobyqa(stage1, x0, problem.lower, np.full(nth, rhobeg), xtol_abs=1e-6 * rhobeg, ftol_abs=1e-10)
+    opt1 = minimize(stage1, x0, problem.lower, initial_step=rhobeg, xtol_abs=1e-6 * rhobeg, ftol_abs=1e-10,
+                    maxeval=10_000)
     messages: list[tuple[type, str]] = [(ConvergenceWarning, m) for m in opt1.messages]
 
     if nAGQ == 0:
@@ -430,7 +393,8 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
     lower2 = np.concatenate([problem.lower, np.full(p, -np.inf)])
     x2 = np.concatenate([opt1.x, beta1])
     step = 0.2 * np.concatenate([np.full(nth, 0.1), np.minimum(se1, 10.0)])
-    opt2 = _bobyqa(stage2, x2, lower2, step, xtol_abs=1e-7 * step, ftol_abs=1e-10)
+    opt2 = minimize(stage2, x2, lower2, initial_step=step, xtol_abs=1e-7 * step, ftol_abs=1e-10,
+                    maxeval=10_000)
     opt2 = boundary_snap(stage2, opt2)
     messages += [(ConvergenceWarning, m) for m in opt2.messages]
 

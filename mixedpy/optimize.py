@@ -38,7 +38,7 @@ class OptSummary:
     messages: list[str] = field(default_factory=list)
 
 
-def _nlopt_bobyqa(fun, x0, lower, upper, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000):
+def _nlopt_bobyqa(fun, x0, lower, upper, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000, initial_step=None):
     import nlopt
 
     best = {"f": np.inf, "x": np.asarray(x0, dtype=float)}
@@ -47,7 +47,7 @@ def _nlopt_bobyqa(fun, x0, lower, upper, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=1
         f = float(fun(x))
         if f < best["f"]:
             best["f"], best["x"] = f, np.array(x)
-        return f
+        return f if np.isfinite(f) else 1e300  # BOBYQA needs finite values; +inf marks "no factor"
 
     opt = nlopt.opt(nlopt.LN_BOBYQA, len(x0))
     opt.set_min_objective(tracked)
@@ -56,6 +56,8 @@ def _nlopt_bobyqa(fun, x0, lower, upper, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=1
     opt.set_xtol_abs(xtol_abs)
     opt.set_ftol_abs(ftol_abs)
     opt.set_maxeval(maxeval)
+    if initial_step is not None:  # minqa's rhobeg, as lme4's glmer stages set it
+        opt.set_initial_step(np.broadcast_to(np.asarray(initial_step, dtype=float), (len(x0),)).tolist())
     try:
         opt.optimize(np.clip(np.asarray(x0, dtype=float), lower, upper))
         status = opt.last_optimize_result()
@@ -75,15 +77,21 @@ def _scipy(fun, x0, lower, upper, method):
 
 
 def minimize(fun: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
-             upper: np.ndarray | None = None, optimizer: str = "bobyqa") -> OptSummary:
-    """Minimize ``fun`` over the box [lower, upper]; returns the :class:`OptSummary`."""
+             upper: np.ndarray | None = None, optimizer: str = "bobyqa", initial_step=None,
+             xtol_abs: float = 1e-8, ftol_abs: float = 1e-8, maxeval: int = 100_000) -> OptSummary:
+    """Minimize ``fun`` over the box [lower, upper]; returns the :class:`OptSummary`.
+
+    The defaults are lme4's ``nloptwrap`` settings; ``initial_step``, ``xtol_abs``, ``ftol_abs`` and
+    ``maxeval`` apply to BOBYQA (glmer's stages set them as minqa's rhobeg/rhoend).
+    """
     x0 = np.asarray(x0, dtype=float)
     lower = np.asarray(lower, dtype=float)
     upper = np.full_like(x0, np.inf) if upper is None else np.asarray(upper, dtype=float)
     summary = OptSummary(optimizer=optimizer, x0=x0.copy(), lower=lower)
     if optimizer == "bobyqa":
         try:
-            x, f, ne, status, ok = _nlopt_bobyqa(fun, x0, lower, upper)
+            x, f, ne, status, ok = _nlopt_bobyqa(fun, x0, lower, upper, xtol_abs, ftol_abs, maxeval,
+                                                 initial_step)
         except ImportError:
             summary.optimizer = "L-BFGS-B"
             x, f, ne, status, ok = _scipy(fun, x0, lower, upper, "L-BFGS-B")

@@ -9,10 +9,11 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import patsy
 
 from .errors import DataError
 from .formula.bars import BarTerm, strip_bars
-from .formula.design import ModelDesign, grouping_codes, new_fixed_matrix, new_offset
+from .formula.design import ModelDesign, new_fixed_matrix, new_offset
 from .lmm import LMMProblem, Profiled
 from .optimize import OptSummary, is_singular
 from .varcorr import VarCorr, VarCorrTerm, unique_labels
@@ -191,8 +192,6 @@ class MixedModelFit:
         for i in chosen:
             t = self.terms[i]
             codes = self._new_codes(t, newdata, allow_new_levels)
-            import patsy
-
             (M,) = patsy.build_design_matrices([t.design_info], newdata, NA_action="raise")
             M = np.asarray(M, dtype=float)
             b = self.b_list[i]
@@ -213,6 +212,18 @@ class MixedModelFit:
 
     def _linkinv(self, eta):
         return eta
+
+    # -- text --------------------------------------------------------------------------------
+    def summary(self) -> str:
+        """lme4's ``summary()`` text."""
+        from .printing import fit_summary
+
+        return fit_summary(self)
+
+    def __repr__(self) -> str:
+        from .printing import fit_brief
+
+        return fit_brief(self)
 
     # -- simulation and intervals (implemented in arm.py and inference.py) ----------------
     def simulate(self, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None, re_form="~0",
@@ -321,12 +332,3 @@ class LmerFit(MixedModelFit):
         return fit_problem(self.design, self.problem, reml=reml, start=kwargs.pop("start", self.theta),
                            data_name=self.data_name, **kwargs)
 
-    def summary(self) -> str:
-        from .display import lmer_summary
-
-        return lmer_summary(self)
-
-    def __repr__(self) -> str:
-        from .display import lmer_brief
-
-        return lmer_brief(self)

@@ -118,3 +118,12 @@ def test_formula_can_use_numpy_and_caller_variables(small):
     df = small.assign(pos=np.exp(small["x"]))
     fit = mp.lmer("y ~ np.log(pos) + (1 | g_str)", df)
     assert "np.log(pos)" in mp.fixef(fit).index
+
+
+def test_string_levels_sort_like_r():
+    """R's factor() collates strings case-insensitively (VerbAgg's item levels, as lme4 lists them)."""
+    from conftest import load_ref
+
+    ref = load_ref("verbagg_crossed")["ranef"]["item"]["levels"]
+    d = build_design("r2 ~ 1 + (1 | item)", mp.datasets.load("verbagg").iloc[::-1])
+    assert d.terms[0].levels == ref

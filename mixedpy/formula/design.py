@@ -188,6 +188,9 @@ def sorted_levels(values: pd.Series) -> list:
     if isinstance(values.dtype, pd.CategoricalDtype):
         return [c for c in values.cat.categories if (values == c).any()]
     uniq = pd.unique(values.dropna())
+    if all(isinstance(v, str) for v in uniq):
+        # R's sort() of strings collates case-insensitively first, lower case before upper on ties
+        return sorted(uniq, key=lambda v: (v.casefold(), v.swapcase()))
     try:
         return sorted(uniq)
     except TypeError:
