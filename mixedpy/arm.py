@@ -114,7 +114,7 @@ def display_deviance(fit) -> float:
     optimization of theta (ALGORITHMS.md 1.9), for an ML LMM its own deviance, and for a GLMM
     lme4's conditional deviance (sum of deviance residuals)."""
     if fit.use_scale and getattr(fit, "reml", False):
-        return float(fit.refit(reml=False).deviance)
+        return float(fit.refit(reml=False, quiet=True).deviance)  # the fit itself already warned
     return float(fit.deviance)
 
 

@@ -125,7 +125,7 @@ class GlmerFit(MixedModelFit):
         """A GLMM is already a maximum-likelihood fit; ``refit(reml=False)`` returns it unchanged."""
         if reml:
             raise ValueError("REML is not defined for generalized linear mixed models")
-        if kwargs:
+        if set(kwargs) - {"quiet"}:
             raise TypeError(f"refit() of a glmer fit takes no further arguments, got {sorted(kwargs)}")
         return self
 

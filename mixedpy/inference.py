@@ -177,7 +177,7 @@ class _Profiler:
 
     def __init__(self, fit):
         _require_lmer(fit, "profile")
-        self.ml = fit.refit(reml=False) if fit.reml else fit
+        self.ml = fit.refit(reml=False, quiet=True) if fit.reml else fit
         self.problem: LMMProblem = self.ml.problem
         self.map = SdCorMap.for_fit(fit)
         self.phi_hat = self.map.from_theta(self.ml.theta, self.ml.sigma)

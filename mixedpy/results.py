@@ -323,11 +323,12 @@ class LmerFit(MixedModelFit):
         return self.design.y - self.fitted
 
     def refit(self, reml: bool | None = None, **kwargs) -> "LmerFit":
-        """The same model fitted again, e.g. ``refit(reml=False)`` for lme4's ``refitML``."""
+        """The same model fitted again, e.g. ``refit(reml=False)`` for lme4's ``refitML``;
+        ``quiet=True`` keeps the refit's convergence messages in ``messages`` instead of warning."""
         from .lmer import fit_problem
 
         reml = self.reml if reml is None else reml
-        if reml == self.reml and not kwargs:
+        if reml == self.reml and not set(kwargs) - {"quiet"}:
             return self
         return fit_problem(self.design, self.problem, reml=reml, start=kwargs.pop("start", self.theta),
                            data_name=self.data_name, **kwargs)

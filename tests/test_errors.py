@@ -91,3 +91,9 @@ def test_singular_fit_warns_with_advice():
     with pytest.warns(mp.SingularFitWarning, match="singular"):
         fit = mp.lmer("Yield ~ 1 + (1 | Batch)", ref_data("dyestuff2.csv"))
     assert fit.is_singular
+
+
+def test_predictors_on_very_different_scales_warn(df):
+    df = df.assign(big=np.random.default_rng(0).normal(size=len(df)) * 1e5)
+    with pytest.warns(UserWarning, match="very different scales"):
+        mp.lmer("y ~ x + big + (1 | g)", df)

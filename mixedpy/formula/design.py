@@ -163,6 +163,22 @@ def r_column_order(info: patsy.DesignInfo, rhs: str) -> np.ndarray:
                           + [np.zeros(0, dtype=int)]).astype(int)
 
 
+def warn_on_scales(X: np.ndarray, names: list[str]) -> None:
+    """lme4 ``check.scaleX``: over the columns that are not 0/1 indicators, warn when two SDs differ
+    by more than a factor 1000 or one SD is beyond 1000 or below 1/1000."""
+    if X.shape[0] < 2:
+        return
+    binary = np.all((X == 0) | (X == 1), axis=0)
+    sd = X[:, ~binary].std(axis=0, ddof=1)
+    sd = sd[sd > 0]
+    if sd.size == 0:
+        return
+    logsd = np.log(sd)
+    if np.ptp(logsd) > np.log(1000) or np.max(np.abs(logsd)) > np.log(1000):
+        warnings.warn("Some predictor variables are on very different scales: consider rescaling "
+                      "(e.g. scale(x) in the formula)", UserWarning, stacklevel=4)
+
+
 def drop_rank_deficient(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
     """Indices of the columns kept by LINPACK-style limited pivoting (lme4 ``check.rankX``).
 
@@ -349,6 +365,7 @@ def build_design(formula: str, data: pd.DataFrame, weights=None, offset=None,
               f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''} ({', '.join(dropped)})")
     X = X_full[:, keep_r]
     fixef_names = [names_full[j] for j in keep_r]
+    warn_on_scales(X, fixef_names)
 
     offset_vec = np.zeros(n) if off_all is None else off_all[mask]
     for off in parsed.offsets:
