@@ -394,7 +394,7 @@ def prior_summary_text(pr: ResolvedPriors, model_name: str = "post") -> str:
         if adjusted is None:
             lines.append(f" {specified}")
         else:
-            lines += ["  Specified prior:", f"    {specified}", "  Adjusted prior:", f"    {adjusted}"]
+            lines.extend(["  Specified prior:", f"    {specified}", "  Adjusted prior:", f"    {adjusted}"])
         lines.append("")
 
     if pr.intercept is not None:

@@ -1,0 +1,378 @@
+"""The result of ``bayes_lmer``/``bayes_glmer``: posterior draws with rstanarm's names, summaries,
+rstanarm's print layout, predictions with new group levels, PSIS-LOO and arviz conversion.
+
+Draws are stored per parameter block (beta (S, p), b per term (S, J, k), sigma (S,), Sigma per term
+(S, k, k)) in (chain, walker, step) order.  For the diagnostics each chain is one sequence with its
+walkers' thinned paths laid end to end (``seq_shape`` = (chains, walkers * steps)): within a walker
+the autocorrelation of the thinned path is what arviz measures, a walker boundary only adds pairs of
+nearly independent draws, and split R-hat compares the first and second half of the walkers of
+every chain with the other chains.
+"""
+from __future__ import annotations
+
+import warnings
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from ..errors import DataError
+from ..formula.design import new_fixed_matrix, new_offset
+from ..rformat import fround
+from ..varcorr import VarCorr as VarCorrTable
+from ..varcorr import VarCorrTerm, unique_labels
+from .diagnostics import _arviz, diagnose
+from .priors import ResolvedPriors, prior_summary_text
+
+_LINKS = {"identity": (lambda e: e), "logit": special.expit, "log": np.exp,
+          "probit": stats.norm.cdf}
+
+
+def _mad_sd(a: np.ndarray, axis=0) -> np.ndarray:
+    """R's mad(): 1.4826 * median |x - median(x)|."""
+    med = np.median(a, axis=axis, keepdims=True)
+    return 1.4826 * np.median(np.abs(a - med), axis=axis)
+
+
+class Posterior:
+    """Posterior draws of a multilevel model fitted by emcee, laid out like rstanarm's stanreg."""
+
+    def __init__(self, design, family: str, link: str, priors: ResolvedPriors, draws: dict,
+                 seq_shape: tuple[int, int], chains: int, sampler_info: dict, method: str,
+                 trials: np.ndarray | None = None):
+        self.design = design
+        self.family, self.link = family, link
+        self.priors = priors
+        self._d = draws
+        self.seq_shape = seq_shape
+        self.chains = chains
+        self.sampler_info = sampler_info
+        self.method = method
+        self.trials = trials
+        self.messages: list[str] = []
+
+    # ---- identification -------------------------------------------------------------------
+    @property
+    def terms(self):
+        return self.design.terms
+
+    @property
+    def formula(self) -> str:
+        return self.design.formula
+
+    @property
+    def nobs(self) -> int:
+        return self.design.nobs
+
+    @property
+    def fixef_names(self) -> list[str]:
+        return self.design.fixef_names
+
+    @property
+    def term_labels(self) -> list[str]:
+        return unique_labels([t.group_name for t in self.terms])
+
+    @property
+    def use_scale(self) -> bool:
+        return self.family == "gaussian"
+
+    @property
+    def n_draws(self) -> int:
+        return self._d["beta"].shape[0]
+
+    # ---- draws -----------------------------------------------------------------------------
+    def _b_names(self, i: int) -> list[str]:
+        t = self.terms[i]
+        return [f"b[{c} {t.group_name}:{str(lev).replace(' ', '_')}]" for lev in t.levels for c in t.coef_names]
+
+    def _sigma_names(self, i: int) -> list[str]:
+        t = self.terms[i]
+        k = t.k
+        return [f"Sigma[{t.group_name}:{t.coef_names[r]},{t.coef_names[c]}]" for c in range(k) for r in range(c, k)]
+
+    @cached_property
+    def draws(self) -> pd.DataFrame:
+        """rstanarm's ``as.matrix(fit)``: fixed effects, b, sigma, Sigma entries; index (chain, draw)."""
+        cols, names = [self._d["beta"]], list(self.fixef_names)
+        for i, t in enumerate(self.terms):
+            cols.append(self._d["b"][i].reshape(self.n_draws, -1))
+            names += self._b_names(i)
+        if self.use_scale:
+            cols.append(self._d["sigma"][:, None])
+            names.append("sigma")
+        for i, t in enumerate(self.terms):
+            r, c = np.tril_indices(t.k)
+            order = np.lexsort((r, c))     # column-major lower triangle, as rstanarm names them
+            cols.append(self._d["Sigma"][i][:, r[order], c[order]])
+            names += self._sigma_names(i)
+        n_seq, n_step = self.seq_shape
+        per_chain = n_seq // self.chains * n_step
+        idx = pd.MultiIndex.from_arrays([np.repeat(np.arange(1, self.chains + 1), per_chain),
+                                         np.tile(np.arange(1, per_chain + 1), self.chains)],
+                                        names=["chain", "draw"])
+        return pd.DataFrame(np.column_stack(cols), columns=names, index=idx)
+
+    @property
+    def autocorr_time(self) -> pd.Series:
+        """emcee's integrated autocorrelation time of each sampled (unconstrained) parameter, in ensemble
+        steps (Goodman & Weare 2010), averaged over chains; the thinning interval was set from it."""
+        return self.sampler_info["tau"]
+
+    def as_sequences(self, a: np.ndarray) -> np.ndarray:
+        """(S, ...) draws -> (chains * walkers, steps, ...) sequences for the diagnostics."""
+        n_seq, n_step = self.seq_shape
+        return a.reshape((n_seq, n_step) + a.shape[1:])
+
+    # ---- summaries ---------------------------------------------------------------------------
+    def summary(self, probs=(0.025, 0.975), pars: list[str] | None = None) -> pd.DataFrame:
+        """mean, sd, median, mad_sd, quantiles, rhat, ess_bulk, ess_tail, mcse per parameter (arviz)."""
+        D = self.draws if pars is None else self.draws[pars]
+        A = D.to_numpy()
+        diag = diagnose(self.as_sequences(A))
+        out = pd.DataFrame({"mean": A.mean(0), "sd": A.std(0, ddof=1), "median": np.median(A, 0),
+                            "mad_sd": _mad_sd(A)}, index=D.columns)
+        for p in probs:
+            out[f"q{100 * p:g}"] = np.quantile(A, p, axis=0)
+        for k in ("rhat", "ess_bulk", "ess_tail", "mcse"):
+            out[k] = diag[k]
+        return out
+
+    def _median(self, a):
+        return np.median(a, axis=0)
+
+    def fixef(self) -> pd.Series:
+        return pd.Series(self._median(self._d["beta"]), index=self.fixef_names, name="fixef")
+
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        out: dict[str, pd.DataFrame] = {}
+        for t, b in zip(self.terms, self._d["b"]):
+            df = pd.DataFrame(self._median(b), index=pd.Index(t.levels, name=t.group_name), columns=t.coef_names)
+            out[t.group_name] = pd.concat([out[t.group_name], df], axis=1) if t.group_name in out else df
+        return out
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        fe = self.fixef()
+        out = {}
+        for g, re in self.ranef().items():
+            extra = [c for c in re.columns if c not in fe.index]
+            df = pd.DataFrame(np.tile(np.concatenate([np.zeros(len(extra)), fe.to_numpy()]), (len(re), 1)),
+                              index=re.index, columns=extra + list(fe.index))
+            for c in re.columns:
+                df[c] = df[c] + re[c].to_numpy()
+            out[g] = df
+        return out
+
+    def sigma(self, stat: str = "median") -> float:
+        if not self.use_scale:
+            return 1.0
+        s = self._d["sigma"]
+        return float(np.median(s) if stat == "median" else s.mean())
+
+    def varcorr(self, stat: str = "median") -> VarCorrTable:
+        """Variance components from the posterior medians (``stat="mean"``: rstanarm's VarCorr)."""
+        f = (lambda a: np.median(a, axis=0)) if stat == "median" else (lambda a: a.mean(axis=0))
+        terms = [VarCorrTerm(label=lab, group=t.group_name, coef_names=t.coef_names, cov=f(S))
+                 for lab, t, S in zip(self.term_labels, self.terms, self._d["Sigma"])]
+        return VarCorrTable(terms, self.sigma(stat) if self.use_scale else None)
+
+    def prior_summary(self, model_name: str = "post") -> str:
+        """rstanarm's ``prior_summary`` text (printed and returned)."""
+        return prior_summary_text(self.priors, model_name)
+
+    def format(self, digits: int = 1) -> str:
+        """rstanarm's ``print(fit, digits)``: medians and MAD_SDs, sigma, error terms (posterior means)."""
+        fam = "gaussian [identity]" if self.family == "gaussian" else f"{self.family} [{self.link}]"
+        fn = "stan_lmer" if self.family == "gaussian" else "stan_glmer"
+        lines = [fn, f" family:       {fam}", f" formula:      {self.formula}", f" observations: {self.nobs}",
+                 "------"]
+
+        def table(names, med, mad):
+            vals = fround(np.concatenate([med, mad]), digits)
+            w = len(vals[0])
+            m, s = vals[:len(med)], vals[len(med):]
+            rw = max(len(n) for n in names)
+            head = " " * rw + " " + "Median".ljust(w) + " " + "MAD_SD".ljust(w)
+            return [head] + [n.ljust(rw) + " " + a + " " + b for n, a, b in zip(names, m, s)]
+
+        B = self._d["beta"]
+        if B.shape[1]:
+            lines += table(self.fixef_names, np.median(B, 0), _mad_sd(B))
+        if self.use_scale:
+            s = self._d["sigma"][:, None]
+            lines += ["", "Auxiliary parameter(s):"] + table(["sigma"], np.median(s, 0), _mad_sd(s))
+        lines += ["", "Error terms:", self.varcorr("mean").format(digits=digits + 1)]
+        lines.append("Num. levels: " + " ".join(f"{g} {n}" for g, n in self.design.ngrps().items()) + " ")
+        lines += ["", "------", "* For help interpreting the printed output see ?print.stanreg",
+                  "* For info on the priors used see ?prior_summary.stanreg"]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.format()
+
+    # ---- predictions -----------------------------------------------------------------------------
+    def _draw_index(self, draws, rng) -> np.ndarray:
+        S = self.n_draws
+        if draws is None or draws >= S:
+            return np.arange(S)
+        return np.sort(rng.choice(S, size=int(draws), replace=False))
+
+    def _term_codes(self, t, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+        for col in t.group_columns:
+            if col not in newdata.columns:
+                raise DataError(f"newdata has no column {col!r} for grouping factor {t.group_name!r}")
+        sub = newdata[list(t.group_columns)]
+        keys = sub.astype(str).agg(":".join, axis=1) if len(t.group_columns) > 1 else sub.iloc[:, 0].astype(str)
+        codes = pd.Index(t.levels).get_indexer(keys.to_numpy())
+        if (codes < 0).any() and not allow_new_levels:
+            new = sorted(set(keys.to_numpy()[codes < 0]))
+            raise DataError(f"new levels in newdata for {t.group_name!r}: {', '.join(map(str, new))[:60]}; pass "
+                            "allow_new_levels=True to draw their effects (sample_new_levels)")
+        # several new levels: each distinct new level gets its own index past the fitted ones
+        new_keys = pd.Index(pd.unique(keys.to_numpy()[codes < 0]))
+        codes = codes.copy()
+        codes[codes < 0] = t.n_levels + new_keys.get_indexer(keys.to_numpy()[codes < 0])
+        return codes
+
+    def _new_level_effects(self, i, n_new, idx, mode, rng) -> np.ndarray:
+        """b for n_new unseen levels per draw (S, n_new, k)."""
+        t = self.terms[i]
+        S = len(idx)
+        if n_new == 0:
+            return np.zeros((S, 0, t.k))
+        if mode == "gaussian":
+            Sig = self._d["Sigma"][i][idx]
+            L = np.linalg.cholesky(Sig + 1e-12 * np.eye(t.k))
+            z = rng.standard_normal((S, n_new, t.k))
+            return np.einsum("sab,snb->sna", L, z)
+        if mode == "uncertainty":
+            pick = rng.integers(0, t.n_levels, size=(S, n_new))
+            return self._d["b"][i][idx[:, None], pick]
+        if mode == "rstanarm":
+            return np.repeat(self._d["b_new"][i][idx][:, None, :], n_new, axis=1)
+        raise ValueError(f"sample_new_levels must be 'gaussian', 'uncertainty' or 'rstanarm', got {mode!r}")
+
+    def posterior_linpred(self, newdata: pd.DataFrame | None = None, draws: int | None = None, re_form=None,
+                          allow_new_levels: bool = False, sample_new_levels: str = "gaussian", seed=None,
+                          offset=None) -> np.ndarray:
+        """eta^(s) = X beta^(s) + Z b^(s) + offset for every kept draw s: (draws, rows).
+
+        New levels (allow_new_levels=True) get, per draw, ``"gaussian"``: an independent N(0, Sigma^(s))
+        effect per new level; ``"uncertainty"``: the effect of a randomly chosen fitted level (brms);
+        ``"rstanarm"``: one shared N(0, Sigma^(s)) draw for all new levels (rstanarm's ``_NEW_`` level).
+        ``re_form="~0"`` gives population-level predictions."""
+        from ..results import MixedModelFit
+
+        rng = np.random.default_rng(seed)
+        idx = self._draw_index(draws, rng)
+        chosen = MixedModelFit._selected_terms(self, re_form)
+        beta = self._d["beta"][idx]
+        if newdata is None:
+            eta = beta @ self.design.X.T + self.design.offset
+            for i in chosen:
+                t = self.terms[i]
+                eta = eta + np.einsum("nk,snk->sn", t.model_matrix, self._d["b"][i][idx][:, t.codes])
+            return eta
+        import patsy
+
+        newdata = pd.DataFrame(newdata).reset_index(drop=True)
+        off = new_offset(self.design, newdata) if offset is None else np.asarray(offset, dtype=float)
+        eta = beta @ new_fixed_matrix(self.design, newdata).T + off
+        for i in chosen:
+            t = self.terms[i]
+            codes = self._term_codes(t, newdata, allow_new_levels)
+            (M,) = patsy.build_design_matrices([t.design_info], newdata, NA_action="raise")
+            n_new = int(codes.max() + 1 - t.n_levels) if len(codes) else 0
+            b_all = np.concatenate([self._d["b"][i][idx],
+                                    self._new_level_effects(i, max(n_new, 0), idx, sample_new_levels, rng)], axis=1)
+            eta = eta + np.einsum("nk,snk->sn", np.asarray(M, dtype=float), b_all[:, codes])
+        return eta
+
+    def posterior_epred(self, newdata=None, draws=None, re_form=None, allow_new_levels=False,
+                        sample_new_levels="gaussian", seed=None, offset=None) -> np.ndarray:
+        """Expected response linkinv(eta) per draw (a probability for binomial models)."""
+        return _LINKS[self.link](self.posterior_linpred(newdata, draws, re_form, allow_new_levels,
+                                                        sample_new_levels, seed, offset))
+
+    def _trials(self, newdata) -> np.ndarray | None:
+        if self.family != "binomial":
+            return None
+        if newdata is None:
+            return self.trials
+        from ..formula.design import _eval_expr, _response_parts
+
+        parts = _response_parts(self.design.response_name)
+        if len(parts) == 2:
+            try:
+                frame = pd.DataFrame(newdata).reset_index(drop=True)
+                return sum(np.asarray(_eval_expr(p, frame, self.design.env), dtype=float) for p in parts)
+            except Exception as exc:
+                raise DataError("newdata needs the columns of the cbind() response to know the number of "
+                                f"trials ({exc})") from exc
+        return np.ones(len(newdata))
+
+    def posterior_predict(self, newdata=None, draws=None, re_form=None, allow_new_levels=False,
+                          sample_new_levels="gaussian", seed=None, offset=None) -> np.ndarray:
+        """Draws of new responses y_rep^(s) ~ family(linkinv(eta^(s)), sigma^(s)): (draws, rows).
+        Binomial models give counts of successes out of the cbind() trials (proportions need weights)."""
+        rng = np.random.default_rng(seed)
+        sub = int(rng.integers(2 ** 31))
+        idx = self._draw_index(draws, np.random.default_rng(sub))
+        mu = self.posterior_epred(newdata, None if draws is None else len(idx), re_form, allow_new_levels,
+                                  sample_new_levels, sub, offset)
+        if self.family == "gaussian":
+            return mu + self._d["sigma"][idx][:, None] * rng.standard_normal(mu.shape)
+        if self.family == "binomial":
+            n = self._trials(newdata)
+            return rng.binomial(np.broadcast_to(n.astype(np.int64), mu.shape), np.clip(mu, 0, 1)).astype(float)
+        return rng.poisson(mu).astype(float)
+
+    # ---- LOO and arviz ------------------------------------------------------------------------------
+    def log_likelihood(self) -> np.ndarray:
+        """Pointwise log-likelihood (S, n) at every draw (weighted as the model was)."""
+        eta = self.posterior_linpred()
+        y = self.design.y
+        if self.family == "gaussian":
+            s = self._d["sigma"][:, None]
+            ll = stats.norm.logpdf(y[None, :], eta, s)
+        elif self.family == "binomial":
+            k = y[:, 0] if y.ndim == 2 else y
+            n = self.trials
+            ll = stats.binom.logpmf(k[None, :], n[None, :], special.expit(eta) if self.link == "logit"
+                                    else _LINKS[self.link](eta))
+        else:
+            ll = stats.poisson.logpmf(y[None, :], np.exp(eta))
+        w = self.design.weights
+        return ll if w is None or self.family == "binomial" else ll * w[None, :]
+
+    def to_inference_data(self):
+        """An ``arviz.InferenceData`` with posterior (beta, sigma, Sigma and b per term), log_likelihood
+        and observed_data; chains are the emcee walkers of every chain."""
+        az = _arviz()
+        post = {"beta": self.as_sequences(self._d["beta"])}
+        dims = {"beta": ["coef"]}
+        coords = {"coef": self.fixef_names, "obs": np.arange(self.nobs)}
+        if self.use_scale:
+            post["sigma"] = self.as_sequences(self._d["sigma"])
+        for lab, t, S, b in zip(self.term_labels, self.terms, self._d["Sigma"], self._d["b"]):
+            post[f"Sigma[{lab}]"] = self.as_sequences(S)
+            post[f"b[{lab}]"] = self.as_sequences(b)
+            coords[f"{lab}_coef"] = t.coef_names
+            coords[f"{lab}_coef_"] = t.coef_names
+            coords[f"{lab}_level"] = list(t.levels)
+            dims[f"Sigma[{lab}]"] = [f"{lab}_coef", f"{lab}_coef_"]
+            dims[f"b[{lab}]"] = [f"{lab}_level", f"{lab}_coef"]
+        y = self.design.y if self.design.y.ndim == 1 else self.design.y[:, 0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return az.from_dict(posterior=post, log_likelihood={"y": self.as_sequences(self.log_likelihood())},
+                                observed_data={"y": y}, coords=coords, dims={**dims, "y": ["obs"]})
+
+    def loo(self):
+        """PSIS-LOO (Vehtari, Gelman & Gabry 2017) through arviz: elpd_loo, p_loo, looic, Pareto k."""
+        az = _arviz()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = az.loo(self.to_inference_data(), pointwise=True)
+        res["looic"] = -2.0 * res["elpd_loo"]
+        return res
