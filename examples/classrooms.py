@@ -49,16 +49,9 @@ def simulate_classrooms(rng: np.random.Generator, per_size: int = 15, alpha_bar:
 
 
 def aggregate(students: pd.DataFrame) -> pd.DataFrame:
-    """Counts of passes and failures per classroom, as ``cbind(passed, failed)`` rows.
-
-    lme4's glmer accepts one row per group (``glFormula`` checks levels <= rows); mixedpy's design
-    check currently asks for fewer levels than rows, so each classroom is given as two rows (its
-    two halves of students).  The binomial likelihood is the same as for one row per classroom,
-    and the Bayesian sampler runs several times faster on these 120 rows than on 1,125 students.
-    """
-    half = students.groupby("classroom").cumcount() % 2
-    agg = students.assign(half=half).groupby(["classroom", "half"], as_index=False).agg(
-        passed=("passed", "sum"), n=("passed", "size"))
+    """Counts of passes and failures per classroom: one ``cbind(passed, failed)`` row per classroom
+    (a GLMM may have as many groups as rows, as lme4's glmer allows)."""
+    agg = students.groupby("classroom", as_index=False).agg(passed=("passed", "sum"), n=("passed", "size"))
     agg["failed"] = agg["n"] - agg["passed"]
     return agg
 
@@ -143,11 +136,9 @@ def main(outdir=OUT, quick: bool = False, seed: int = 5005) -> dict:
     ax.legend(fontsize=8, frameon=False)
     ax.figure.savefig(outdir / "classrooms_shrinkage.png", dpi=110)
 
-    # ---- real data: tadpoles in tanks (reedfrogs), one row per tadpole ------------------------------
+    # ---- real data: tadpoles in tanks (reedfrogs), one row per tank ---------------------------------
     frogs = mp.datasets.load("reedfrogs")
-    tadpoles = frogs.loc[frogs.index.repeat(frogs["density"])].reset_index(drop=True)
-    tadpoles["survived"] = (tadpoles.groupby("tank").cumcount() < tadpoles["surv"]).astype(int)
-    frog_fit = mp.glmer("survived ~ 1 + (1 | tank)", tadpoles, family="binomial")
+    frog_fit = mp.glmer("cbind(surv, density - surv) ~ 1 + (1 | tank)", frogs, family="binomial")
     ax = mp.plot.shrinkage(frog_fit)
     ax.set_title("Tadpole survival per tank: raw rates shrink toward the mean")
     ax.figure.savefig(outdir / "classrooms_reedfrogs.png", dpi=110)

@@ -18,7 +18,7 @@ from .families import Family, get_family
 from .formula.design import ModelDesign, build_design
 from .glmm import GLMMProblem, GlmmFitResult, SeparationWarning, check_separation, emit_all, fit_glmm
 from .linalg.blocked import BlockedFactor
-from .lmer import caller_namespace
+from .lmer import caller_namespace, data_name
 from .optimize import OptSummary
 from .results import MixedModelFit
 
@@ -195,7 +195,8 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None 
     PIRLS, or by adaptive quadrature (Bates et al. 2015, J. Stat. Softw. 67(1); Pinheiro & Bates 1995).
     """
     fam = get_family(family, link)
-    design = build_design(formula, data, weights=weights, offset=offset, env=caller_namespace())
+    namespace = caller_namespace()
+    design = build_design(formula, data, weights=weights, offset=offset, env=namespace, allow_n_levels=True)
     resp = fam.prepare(design.y, design.weights, name=design.response_name)
     if np.unique(resp.y[resp.weights > 0]).size < 2:
         raise DataError(f"response {design.response_name!r} is constant; a {fam.name} GLMM needs variation "
@@ -208,7 +209,7 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None 
         post = check_separation(np.zeros((design.nobs, 0)), [], resp, result.state.mu)
         messages += [(SeparationWarning, m) for m in pre + post]
     emit_all(messages)
-    return GlmerFit(design, problem, result, [m for _, m in messages])
+    return GlmerFit(design, problem, result, [m for _, m in messages], data_name=data_name(namespace, data))
 
 
 # ------------------------------------------------------------------------------------------

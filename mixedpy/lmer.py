@@ -22,6 +22,11 @@ def caller_namespace(depth: int = 2) -> dict:
         del frame
 
 
+def data_name(namespace: dict, data) -> str:
+    """The caller's name for ``data`` (for display()'s deparsed call, as R shows it), else "data"."""
+    return next((k for k, v in namespace.items() if v is data and not k.startswith("_")), "data")
+
+
 def fit_problem(design: ModelDesign, problem: LMMProblem, reml: bool = True, start=None,
                 optimizer: str = "bobyqa", calc_derivs: bool = True, data_name: str = "data",
                 quiet: bool = False) -> LmerFit:
@@ -62,10 +67,12 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, weights=None, offs
     The model is y | b ~ N(X beta + Z b + offset, sigma^2 W^{-1}), b ~ N(0, Sigma_theta); beta and
     sigma are profiled out of the deviance (Bates et al. 2015, J. Stat. Softw. 67(1)).
     """
-    design = build_design(formula, data, weights=weights, offset=offset, env=caller_namespace())
+    namespace = caller_namespace()
+    design = build_design(formula, data, weights=weights, offset=offset, env=namespace)
     problem = LMMProblem(design.terms, design.X, design.y if design.y.ndim == 1 else _bad_response(design),
                          design.weights, design.offset)
-    return fit_problem(design, problem, reml=REML, start=start, optimizer=optimizer, calc_derivs=calc_derivs)
+    return fit_problem(design, problem, reml=REML, start=start, optimizer=optimizer, calc_derivs=calc_derivs,
+                       data_name=data_name(namespace, data))
 
 
 def _bad_response(design):

@@ -380,3 +380,13 @@ def test_start_values_are_used():
     res = fit_glmm(problem, nAGQ=1, start=[0.5], calc_derivs=False)
     assert res.vcov_source == "RX"
     assert res.opt_stage1.x0[0] == 0.5
+
+
+def test_one_level_per_row_is_allowed_for_glmm():
+    """lme4's glFormula allows as many levels as rows (an observation-level random effect), lmer does not."""
+    frogs = mp.datasets.load("reedfrogs")
+    fit = mp.glmer("cbind(surv, density - surv) ~ 1 + (1 | tank)", frogs, family="binomial")
+    assert fit.ngrps == {"tank": 48}
+    frogs = frogs.assign(y=frogs["surv"] / frogs["density"])
+    with pytest.raises(mp.DataError, match="48 levels for 48 observations"):
+        mp.lmer("y ~ 1 + (1 | tank)", frogs)

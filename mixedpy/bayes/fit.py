@@ -143,7 +143,8 @@ def bayes_glmer(formula: str, data, family: str = "binomial", link: str | None =
     allowed = {"binomial": ("logit", "probit"), "poisson": ("log",)}[family]
     if link not in allowed:
         raise ValueError(f"link {link!r} is not available for {family}; use one of {allowed}")
-    design = build_design(formula, data, weights=weights, offset=offset, env=caller_namespace())
+    design = build_design(formula, data, weights=weights, offset=offset, env=caller_namespace(),
+                          allow_n_levels=True)
     model = GLMMPosterior(design, family, link, None, n_importance)
     priors = resolve_priors(family, link, model.y_for_priors, design.X, design.fixef_names, prior,
                             prior_intercept, None, prior_covariance)

@@ -308,8 +308,13 @@ def _resolve_vector(arg, data: pd.DataFrame, what: str) -> np.ndarray | None:
 
 
 def build_design(formula: str, data: pd.DataFrame, weights=None, offset=None,
-                 env: dict | None = None, min_levels: int = 2) -> ModelDesign:
-    """Parse ``formula`` and build the model arrays on ``data`` (lme4 ``lFormula``)."""
+                 env: dict | None = None, allow_n_levels: bool = False) -> ModelDesign:
+    """Parse ``formula`` and build the model arrays on ``data`` (lme4 ``lFormula``).
+
+    lme4 needs fewer levels (and random effects) than observations for an LMM, where a level per
+    observation is confounded with the residual; GLMMs may have as many (``allow_n_levels``, lme4's
+    ``allow.n`` in ``glFormula``), e.g. an observation-level random effect for overdispersion.
+    """
     if not isinstance(data, pd.DataFrame):
         try:
             data = pd.DataFrame(data)
@@ -380,11 +385,11 @@ def build_design(formula: str, data: pd.DataFrame, weights=None, offset=None,
         M, coef_names, info = _term_model_matrix(bar.expr, frame, env)
         if M.shape[1] == 0:
             raise FormulaError(f"random-effects term ({bar.expr} | {bar.group_name}) has no columns")
-        if len(labels) < min_levels:
+        if len(labels) < 2:
             raise DataError(
                 f"grouping factor {bar.group_name!r} has {len(labels)} level; a grouping factor needs at "
                 "least 2 levels (lme4: 'grouping factors must have > 1 sampled level')")
-        if len(labels) >= n:
+        if len(labels) > n or (len(labels) == n and not allow_n_levels):
             raise DataError(
                 f"grouping factor {bar.group_name!r} has {len(labels)} levels for {n} observations; "
                 "the number of levels must be less than the number of observations")
@@ -393,7 +398,7 @@ def build_design(formula: str, data: pd.DataFrame, weights=None, offset=None,
                                        coef_names=coef_names, design_info=info))
     terms = order_terms(terms)
     q = sum(t.n_coefs for t in terms)
-    if q >= n and not (y.ndim == 2):
+    if q > n or (q == n and not allow_n_levels):
         raise DataError(
             f"the model has {q} random effects for {n} observations; the random effects must be fewer "
             "than the observations (lme4 check.nobs.vs.nRE)")
