@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 import warnings
 
-import numpy as np
 import statsmodels.formula.api as smf
 
 import mixedpy as mp

@@ -5,26 +5,31 @@ arm's conveniences and a Bayesian mode.
     >>> fit = mp.lmer("Reaction ~ Days + (Days | Subject)", mp.datasets.load("sleepstudy"))
     >>> mp.fixef(fit)
 """
-from . import datasets
+from . import datasets, families, plot
 from .accessors import VarCorr, coef, fixef, ranef, se_fixef, se_ranef, sigma_hat, vcov
-from .errors import ConvergenceWarning, DataError, FormulaError, MixedpyError, SingularFitWarning
-from .lmer import LMM, lmer
-from .results import LmerFit
 from .arm import SimResult, display, predictive_draws, sim
-from .inference import anova, confint
-from .pooling import pooling
-from . import plot
-from .tidy import glance, tidy
-from . import families
+from .bayes import bayes_glmer, bayes_lmer, cauchy, compare, decov, exponential, lkj, normal, student_t
+from .errors import ConvergenceWarning, DataError, FormulaError, MixedpyError, SingularFitWarning
 from .glmer import GlmerFit, glmer
+from .inference import anova, confint
+from .lmer import LMM, lmer
+from .pooling import pooling
+from .results import LmerFit
+from .tidy import glance, tidy
 
 __version__ = "0.1.0"
 
-__all__ = ["datasets", "lmer", "LMM", "LmerFit", "fixef", "ranef", "coef", "VarCorr", "sigma_hat",
-           "se_fixef", "se_ranef", "vcov", "ConvergenceWarning", "SingularFitWarning", "DataError",
-           "FormulaError", "MixedpyError"]
-__all__ += ["display", "sim", "SimResult", "predictive_draws", "anova", "confint", "pooling"]
-__all__ += ["plot", "tidy", "glance"]
-__all__ += ["glmer", "GlmerFit", "families"]
-from .bayes import bayes_glmer, bayes_lmer, cauchy, compare, decov, exponential, lkj, normal, student_t  # noqa: E402
-__all__ += ["bayes_lmer", "bayes_glmer", "normal", "student_t", "cauchy", "exponential", "decov", "lkj", "compare"]
+__all__ = [
+    # fitting
+    "lmer", "LMM", "glmer", "bayes_lmer", "bayes_glmer", "LmerFit", "GlmerFit",
+    # lme4 / arm accessors
+    "fixef", "ranef", "coef", "VarCorr", "sigma_hat", "se_fixef", "se_ranef", "vcov",
+    # arm layer and inference
+    "display", "sim", "SimResult", "predictive_draws", "anova", "confint", "pooling",
+    # Bayesian priors and comparison
+    "normal", "student_t", "cauchy", "exponential", "decov", "lkj", "compare",
+    # output, plots, data
+    "tidy", "glance", "plot", "datasets", "families",
+    # errors and warnings
+    "ConvergenceWarning", "SingularFitWarning", "DataError", "FormulaError", "MixedpyError",
+]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from functools import singledispatch
 
-import numpy as np
 import pandas as pd
 
 from .results import MixedModelFit

@@ -82,22 +82,6 @@ class GlmerFit(MixedModelFit):
         return float(self.result.objective)
 
     @property
-    def loglik(self) -> float:
-        return -0.5 * self.criterion
-
-    @property
-    def df(self) -> int:
-        return len(self.beta) + len(self.theta)
-
-    @property
-    def aic(self) -> float:
-        return -2 * self.loglik + 2 * self.df
-
-    @property
-    def bic(self) -> float:
-        return -2 * self.loglik + np.log(self.nobs) * self.df
-
-    @property
     def deviance(self) -> float:
         """Conditional deviance sum_i d_i at the modes (lme4 ``deviance(glmerMod)``), not -2 logLik."""
         return float(self._dev_resid.sum())

@@ -19,16 +19,11 @@ from .optimize import OptSummary, is_singular
 from .varcorr import VarCorr, VarCorrTerm, unique_labels
 
 
-class MixedModelFit:
-    """What every frequentist mixed-model fit has.  Subclasses set theta, beta, b_list, sigma."""
+class DesignBacked:
+    """Identification shared by every result built on a :class:`ModelDesign` (fits and posteriors)."""
 
     design: ModelDesign
-    theta: np.ndarray
-    beta: np.ndarray
-    b_list: list[np.ndarray]
-    use_scale: bool = True
 
-    # -- identification ------------------------------------------------------------------
     @property
     def terms(self):
         return self.design.terms
@@ -42,10 +37,6 @@ class MixedModelFit:
         return self.design.nobs
 
     @property
-    def ngrps(self) -> dict[str, int]:
-        return self.design.ngrps()
-
-    @property
     def fixef_names(self) -> list[str]:
         return self.design.fixef_names
 
@@ -53,6 +44,20 @@ class MixedModelFit:
     def term_labels(self) -> list[str]:
         """Unique labels of the terms (Subject, Subject.1), as lme4's VarCorr names them."""
         return unique_labels([t.group_name for t in self.terms])
+
+
+class MixedModelFit(DesignBacked):
+    """What every frequentist mixed-model fit has.  Subclasses set theta, beta, b_list, sigma and
+    ``criterion`` (-2 log-likelihood, or the REML criterion)."""
+
+    theta: np.ndarray
+    beta: np.ndarray
+    b_list: list[np.ndarray]
+    use_scale: bool = True
+
+    @property
+    def ngrps(self) -> dict[str, int]:
+        return self.design.ngrps()
 
     @property
     def theta_names(self) -> list[str]:
@@ -65,6 +70,24 @@ class MixedModelFit:
     @property
     def is_singular(self) -> bool:
         return is_singular(self.theta, self.lower)
+
+    @property
+    def loglik(self) -> float:
+        """-criterion/2; for a REML fit this is the REML log-likelihood, as lme4's logLik."""
+        return -0.5 * self.criterion
+
+    @property
+    def df(self) -> int:
+        """Parameters counted by logLik: fixed effects, theta, and sigma when there is a scale."""
+        return len(self.beta) + len(self.theta) + int(self.use_scale)
+
+    @property
+    def aic(self) -> float:
+        return -2 * self.loglik + 2 * self.df
+
+    @property
+    def bic(self) -> float:
+        return -2 * self.loglik + np.log(self.nobs) * self.df
 
     def relative_factors(self) -> list[np.ndarray]:
         start, out = 0, []
@@ -273,23 +296,6 @@ class LmerFit(MixedModelFit):
     def criterion(self) -> float:
         """The minimized objective: REML criterion or ML deviance (= -2 logLik)."""
         return float(self.state.reml_crit if self.reml else self.state.deviance_ml)
-
-    @property
-    def loglik(self) -> float:
-        """-criterion/2; for a REML fit this is the REML log-likelihood, as lme4's logLik."""
-        return -0.5 * self.criterion
-
-    @property
-    def df(self) -> int:
-        return len(self.beta) + len(self.theta) + 1
-
-    @property
-    def aic(self) -> float:
-        return -2 * self.loglik + 2 * self.df
-
-    @property
-    def bic(self) -> float:
-        return -2 * self.loglik + np.log(self.nobs) * self.df
 
     @property
     def deviance(self) -> float:

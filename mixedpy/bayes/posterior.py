@@ -21,7 +21,8 @@ from ..errors import DataError
 from ..formula.design import new_fixed_matrix, new_offset
 from ..rformat import fround
 from ..varcorr import VarCorr as VarCorrTable
-from ..varcorr import VarCorrTerm, unique_labels
+from ..varcorr import VarCorrTerm
+from ..results import DesignBacked
 from .diagnostics import _arviz, diagnose
 from .priors import ResolvedPriors, prior_summary_text
 
@@ -35,7 +36,7 @@ def _mad_sd(a: np.ndarray, axis=0) -> np.ndarray:
     return 1.4826 * np.median(np.abs(a - med), axis=axis)
 
 
-class Posterior:
+class Posterior(DesignBacked):
     """Posterior draws of a multilevel model fitted by emcee, laid out like rstanarm's stanreg."""
 
     def __init__(self, design, family: str, link: str, priors: ResolvedPriors, draws: dict,
@@ -53,26 +54,6 @@ class Posterior:
         self.messages: list[str] = []
 
     # ---- identification -------------------------------------------------------------------
-    @property
-    def terms(self):
-        return self.design.terms
-
-    @property
-    def formula(self) -> str:
-        return self.design.formula
-
-    @property
-    def nobs(self) -> int:
-        return self.design.nobs
-
-    @property
-    def fixef_names(self) -> list[str]:
-        return self.design.fixef_names
-
-    @property
-    def term_labels(self) -> list[str]:
-        return unique_labels([t.group_name for t in self.terms])
-
     @property
     def use_scale(self) -> bool:
         return self.family == "gaussian"

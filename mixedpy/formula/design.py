@@ -21,7 +21,7 @@ import patsy.builtins
 
 from ..errors import DataError, FormulaError
 from ..terms import RandomEffectsTerm, order_terms
-from .bars import BarTerm, ParsedFormula, parse_formula
+from .bars import ParsedFormula, parse_formula
 
 
 class _RScale:
