@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import time
 import warnings
-from pathlib import Path
 
 import mixedpy as mp
+from harness import DATA, run_r
 
-HERE = Path(__file__).resolve().parent
-DATA = HERE.parent / "mixedpy" / "datasets" / "data"
 CASES = {"sleepstudy": ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
          "exam": ("exam", "normexam ~ standLRT + (standLRT | school)")}
 
@@ -45,15 +41,7 @@ def run_mixedpy(case: str, seed: int = 1) -> dict:
 
 
 def run_rstanarm(case: str) -> dict | None:
-    if shutil.which("Rscript") is None:
-        return None
-    out = subprocess.run(["Rscript", str(HERE / "r" / "time_rstanarm.R"), case, str(DATA)],
-                         capture_output=True, text=True, check=False)
-    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
-    if out.returncode != 0 or not lines:
-        print(f"rstanarm run failed for {case}: {out.stderr[-500:]}")
-        return None
-    return json.loads(lines[-1])
+    return run_r("time_rstanarm.R", case, str(DATA))
 
 
 def main():

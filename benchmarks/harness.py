@@ -33,10 +33,11 @@ def run_r(script: str, *args: str, timeout: float = 1800) -> dict | None:
         return None
     proc = subprocess.run(["Rscript", str(HERE / "r" / script), *args], capture_output=True, text=True,
                           timeout=timeout)
-    if proc.returncode != 0:
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
         print(f"  [R failed: {proc.stderr.strip()[-300:]}]", file=sys.stderr)
         return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(lines[-1])
 
 
 def lme4_seconds(case: str, reps: int | None = None) -> dict | None:

@@ -73,6 +73,8 @@ def caterpillar(x, group: str | None = None, terms=None, level: float = 0.95, so
     -------
     matplotlib Figure with one Axes per coefficient (``fig.axes``).
     """
+    from matplotlib.ticker import MaxNLocator
+
     rv = _ran_vals(x, level)
     groups = list(dict.fromkeys(rv["group"]))
     group = groups[0] if group is None else group
@@ -101,6 +103,7 @@ def caterpillar(x, group: str | None = None, terms=None, level: float = 0.95, so
         ax.plot(est, ypos, "o", ms=3.5, color=INK, label="estimate")
         ax.set_title(f"{group}: {term}")
         ax.set_xlabel("random effect")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # narrow panels: keep tick labels apart
         ax.grid(axis="x", color="#eeeeee")
     axes[0].set_yticks(ypos if J <= max_labels else [])
     if J <= max_labels:
@@ -236,7 +239,7 @@ def shrinkage(x, group: str | None = None, term: str | None = None, grand_mean: 
     if mu is not None and np.isfinite(mu):
         ax.axhline(mu, color=INK, ls="--", lw=1, label="grand mean", zorder=0)
     if log_x:
-        ax.set_xscale("log")
+        _plain_log_x(ax)
     ax.set_xlabel(("trials" if scale == "probability" else "observations") + " in group (n_j)")
     ax.set_ylabel("estimate" + (" (probability)" if scale == "probability" else ""))
     name = tab.attrs.get("group") or tab.index.name or "group"
@@ -244,6 +247,16 @@ def shrinkage(x, group: str | None = None, term: str | None = None, grand_mean: 
     ax.set_title(f"Shrinkage of {name} estimates{which} toward the grand mean")
     ax.legend(fontsize=8, frameon=False)
     return ax
+
+
+def _plain_log_x(ax) -> None:
+    """Log x axis labelled 1, 2, 5, 10, 20, ... in plain numbers (group sizes read better that way)."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 # --------------------------------------------------------------------------------------------
