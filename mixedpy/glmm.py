@@ -44,7 +44,7 @@ from .families import Family, Response
 from .linalg.blocked import BlockedFactor, CrossProducts, NotPositiveDefinite, TermBlock
 from .optimize import (OptSummary, boundary_snap, check_convergence, finite_difference_derivs, is_singular,
                        minimize)
-from .terms import RandomEffectsTerm, split_theta
+from .terms import RandomEffectsTerm, b_from_u, random_part, relative_factors
 
 #: lme4's glmerControl defaults
 TOL_PWRSS = 1e-7
@@ -140,24 +140,11 @@ class GLMMProblem:
 
     # -- random part ------------------------------------------------------------------
     def relative_factors(self, theta: np.ndarray) -> list[np.ndarray]:
-        return [t.relative_factor(th) for t, th in zip(self.terms, split_theta(self.terms, theta))]
+        return relative_factors(self.terms, theta)
 
     def b_from_u(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
         """b = Lambda u, per term as (J_i, k_i) arrays (level-major)."""
-        out, start = [], 0
-        for t, T in zip(self.terms, self.relative_factors(theta)):
-            out.append(u[start:start + t.n_coefs].reshape(t.n_levels, t.k) @ T.T)
-            start += t.n_coefs
-        return out
-
-    def _z_lambda_u(self, T_list: list[np.ndarray], u: np.ndarray) -> np.ndarray:
-        zb = np.zeros(self.n)
-        start = 0
-        for t, T in zip(self.terms, T_list):
-            b = u[start:start + t.n_coefs].reshape(t.n_levels, t.k) @ T.T
-            zb += t.linear_predictor(b)
-            start += t.n_coefs
-        return zb
+        return b_from_u(self.terms, self.relative_factors(theta), u)
 
     # -- PIRLS ------------------------------------------------------------------------
     def initial_eta(self) -> np.ndarray:
@@ -218,7 +205,7 @@ class GLMMProblem:
                          "check for separation or extreme predictor values, or rescale predictors.")
 
     def _update(self, T_list, base, u, b, joint):
-        eta = base + self._z_lambda_u(T_list, u)
+        eta = base + random_part(self.terms, b_from_u(self.terms, T_list, u))
         if joint and self.p:
             eta = eta + self.X @ b
         mu = self.family.linkinv(eta)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .linalg.blocked import BlockedFactor, CrossProducts, NotPositiveDefinite, TermBlock
-from .terms import RandomEffectsTerm, split_theta
+from .terms import RandomEffectsTerm, b_from_u, relative_factors
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class LMMProblem:
 
     # ------------------------------------------------------------------------------
     def relative_factors(self, theta: np.ndarray) -> list[np.ndarray]:
-        return [t.relative_factor(th) for t, th in zip(self.terms, split_theta(self.terms, theta))]
+        return relative_factors(self.terms, theta)
 
     def objective(self, theta: np.ndarray, reml: bool) -> float:
         """The profiled deviance (ML) or REML criterion at theta; +inf where L does not exist."""
@@ -101,20 +101,8 @@ class LMMProblem:
 
     # ------------------------------------------------------------------------------
     def b_from_u(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
-        """b = Lambda u, split per term into (J_i, k_i) arrays (level-major)."""
-        out, start = [], 0
-        for t, T in zip(self.terms, self.relative_factors(theta)):
-            ui = u[start:start + t.n_coefs].reshape(t.n_levels, t.k)
-            out.append(ui @ T.T)
-            start += t.n_coefs
-        return out
-
-    def random_part(self, b_list: list[np.ndarray]) -> np.ndarray:
-        """Z b, summed over terms."""
-        zb = np.zeros(self.n)
-        for t, b in zip(self.terms, b_list):
-            zb += t.linear_predictor(b)
-        return zb
+        """b = Lambda u, per term as (J_i, k_i) arrays."""
+        return b_from_u(self.terms, self.relative_factors(theta), u)
 
     def start_theta(self) -> np.ndarray:
         """lme4's start: 1 on diagonals, 0 off them; for all-scalar intercept terms, one per factor,

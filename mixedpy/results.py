@@ -15,6 +15,7 @@ from .errors import DataError
 from .formula.bars import BarTerm, strip_bars
 from .formula.design import ModelDesign, new_fixed_matrix, new_offset
 from .lmm import LMMProblem, Profiled
+from .terms import relative_factors
 from .optimize import OptSummary, is_singular
 from .varcorr import VarCorr, VarCorrTerm, unique_labels
 
@@ -90,11 +91,7 @@ class MixedModelFit(DesignBacked):
         return -2 * self.loglik + np.log(self.nobs) * self.df
 
     def relative_factors(self) -> list[np.ndarray]:
-        start, out = 0, []
-        for t in self.terms:
-            out.append(t.relative_factor(self.theta[start:start + t.n_theta]))
-            start += t.n_theta
-        return out
+        return relative_factors(self.terms, self.theta)
 
     # -- variance components --------------------------------------------------------------
     @property

@@ -98,3 +98,22 @@ def split_theta(terms: list[RandomEffectsTerm], theta: np.ndarray) -> list[np.nd
         out.append(np.asarray(theta[start:start + t.n_theta], dtype=float))
         start += t.n_theta
     return out
+
+
+def relative_factors(terms: list[RandomEffectsTerm], theta: np.ndarray) -> list[np.ndarray]:
+    """T_i for every term from the stacked theta."""
+    return [t.relative_factor(th) for t, th in zip(terms, split_theta(terms, theta))]
+
+
+def b_from_u(terms: list[RandomEffectsTerm], T_list: list[np.ndarray], u: np.ndarray) -> list[np.ndarray]:
+    """b = Lambda u, split per term into (J_i, k_i) arrays (level-major): b_ij = T_i u_ij."""
+    out, start = [], 0
+    for t, T in zip(terms, T_list):
+        out.append(u[start:start + t.n_coefs].reshape(t.n_levels, t.k) @ T.T)
+        start += t.n_coefs
+    return out
+
+
+def random_part(terms: list[RandomEffectsTerm], b_list: list[np.ndarray]) -> np.ndarray:
+    """Z b, summed over terms."""
+    return sum(t.linear_predictor(b) for t, b in zip(terms, b_list))
