@@ -58,6 +58,6 @@ def row(label: str, ours: float, peer_name: str, peer: float | None, extra: str 
         line = f"{label:<28} mixedpy {ours:8.3f} s   {peer_name:<12} {'n/a':>8}          {extra}"
     else:
         line = (f"{label:<28} mixedpy {ours:8.3f} s   {peer_name:<12} {peer:8.3f} s   "
-                f"ratio {ours / peer:6.2f}   {extra}")
+                f"ratio {ours / peer:6.3g}   {extra}")
     print(line, flush=True)
     return line
