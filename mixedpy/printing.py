@@ -136,6 +136,8 @@ def _header(fit) -> list[str]:
         out = [f"Generalized linear mixed model fit by maximum likelihood ({fit.method_label}) [glmerMod]",
                f" Family: {fit.family.name}  ( {fit.family.link.name} )"]
     out.append(f"Formula: {fit.formula}")
+    if getattr(fit, "data_name", "data") != "data":
+        out.append(f"   Data: {fit.data_name}")
     if fit.design.weights is not None:
         out.append(" Weights: (given)")
     if fit.design.n_dropped:

@@ -15,8 +15,10 @@ SLEEP = "Reaction ~ Days + (Days | Subject)"
 def test_fit_prints_lme4_summary(capsys):
     assert main(["fit", SLEEP, "sleepstudy"]) == 0
     out = capsys.readouterr().out
-    fit = mp.lmer(SLEEP, mp.datasets.load("sleepstudy"))
+    sleepstudy = mp.datasets.load("sleepstudy")
+    fit = mp.lmer(SLEEP, sleepstudy)
     assert out.strip() == fit.summary().strip()
+    assert "   Data: sleepstudy" in out  # named after the data given on the command line
     assert "REML criterion at convergence: 1743.6" in out
 
 
