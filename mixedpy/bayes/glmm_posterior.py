@@ -186,15 +186,24 @@ class GLMMPosterior:
         return ll + lp + lb
 
     # ---- targets -----------------------------------------------------------------------------
+    def _at_mode(self, x):
+        """(log prior, design, joint mode v-hat, Cholesky factor L of the Hessian there) for each
+        walker, or None where the Newton search fails."""
+        chols, lp = self._unpack(x)
+        A = self._design(chols)
+        try:
+            v, L = self._mode(A)
+        except np.linalg.LinAlgError:
+            return None
+        return lp, A, v, L
+
     def laplace_log_prob(self, x) -> np.ndarray:
         """The Laplace approximation of log p(theta | y) (used only to find a starting point)."""
         with np.errstate(all="ignore"):
-            chols, lp = self._unpack(x)
-            A = self._design(chols)
-            try:
-                v, L = self._mode(A)
-            except np.linalg.LinAlgError:
-                return np.full(A.shape[0], -np.inf)
+            at = self._at_mode(x)
+            if at is None:
+                return np.full(np.atleast_2d(x).shape[0], -np.inf)
+            lp, A, v, L = at
             lj = self._logjoint(A, v[:, None, :])[:, 0]
             half_logdet = np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
             out = lp + lj - half_logdet + 0.5 * self.d * _LOG2PI
@@ -205,12 +214,10 @@ class GLMMPosterior:
         x = np.atleast_2d(x)
         W = x.shape[0]
         with np.errstate(all="ignore"):
-            chols, lp = self._unpack(x)
-            A = self._design(chols)
-            try:
-                v, L = self._mode(A)
-            except np.linalg.LinAlgError:
+            at = self._at_mode(x)
+            if at is None:
                 return np.full(W, -np.inf), np.zeros((W, self.d))
+            lp, A, v, L = at
             nu, d, N = self.df, self.d, self.N
             z = self.rng.standard_normal((W, N, d)) * np.sqrt(nu / self.rng.chisquare(nu, (W, N, 1)))
             # v = v_hat + L^{-T} z  so that (v - v_hat)' H (v - v_hat) = |z|^2
