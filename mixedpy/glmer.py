@@ -7,6 +7,7 @@ the fast ``nAGQ=0`` fit in which PIRLS also estimates the fixed effects.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,7 +21,7 @@ from .glmm import GLMMProblem, GlmmFitResult, SeparationWarning, check_separatio
 from .linalg.blocked import BlockedFactor
 from .lmer import caller_namespace, data_name
 from .optimize import OptSummary
-from .results import MixedModelFit
+from .results import MixedModelFit, _new_response
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,26 @@ class GlmerFit(MixedModelFit):
         (R_X'R_X)^{-1} at the final PIRLS weights for nAGQ = 0."""
         return self.result.vcov
 
-    def refit(self, reml: bool | None = None, **kwargs) -> "GlmerFit":
-        """A GLMM is already a maximum-likelihood fit; ``refit(reml=False)`` returns it unchanged."""
+    def refit(self, reml: bool | None = None, newresp=None, quiet: bool = False,
+              calc_derivs: bool = True) -> "GlmerFit":
+        """A GLMM is already a maximum-likelihood fit: ``refit(reml=False)`` returns it unchanged.
+        ``newresp`` (on the family's scale: proportions for binomial, counts for Poisson, as
+        ``simulate`` returns them) fits the same design to a new response (lme4's
+        ``refit(object, newresp)``), starting at (theta-hat, beta-hat)."""
         if reml:
             raise ValueError("REML is not defined for generalized linear mixed models")
-        if set(kwargs) - {"quiet"}:
-            raise TypeError(f"refit() of a glmer fit takes no further arguments, got {sorted(kwargs)}")
-        return self
+        if newresp is None:
+            return self
+        y = _new_response(newresp, self.nobs)
+        resp = dataclasses.replace(self.problem.resp, y=y)
+        design_y = np.column_stack([y * resp.trials, (1 - y) * resp.trials]) if resp.two_column else y
+        design = dataclasses.replace(self.design, y=design_y)
+        problem = GLMMProblem(design.terms, design.X, resp, self.family, design.offset)
+        result = fit_glmm(problem, nAGQ=self.nAGQ, start={"theta": self.theta, "fixef": self.beta},
+                          calc_derivs=calc_derivs)
+        if not quiet:
+            emit_all(result.messages)
+        return GlmerFit(design, problem, result, [m for _, m in result.messages], data_name=self.data_name)
 
     # -- per-observation quantities -------------------------------------------------------
     def _u_precision_inverse_blocks(self):

@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import optimize as sopt
 from scipy.stats import chi2, norm
 
-from .errors import DataError
+from .errors import DataError, MixedpyError
 from .linalg.blocked import NotPositiveDefinite
 from .lmm import LMMProblem
 from .optimize import minimize
@@ -168,7 +168,7 @@ def _require_lmer(fit, what: str):
 
     if not isinstance(fit, LmerFit):
         raise NotImplementedError(f"{what} intervals are implemented for linear mixed models (lmer fits); "
-                                  f"for a {type(fit).__name__} use method='Wald'")
+                                  f"for a {type(fit).__name__} use method='Wald' or method='boot'")
 
 
 class _Profiler:
@@ -392,11 +392,10 @@ def _norm_inter(x_sorted: np.ndarray, alpha: float) -> float:
 def bootstrap(fit, nsim: int = 500, seed=None, progress: bool = True) -> BootResult:
     """Parametric bootstrap as lme4's ``bootMer(fit, FUN, nsim, use.u = FALSE, type =
     "parametric")``: responses are simulated with new random effects (``simulate(fit)``) and
-    the model is refitted to each with the same criterion (REML or ML), starting at theta-hat.
-    The statistic is the sd/cor parameters, sigma and the fixed effects."""
-    _require_lmer(fit, "bootstrap")
+    the model is refitted to each with the same criterion (REML, ML or glmer's Laplace/AGQ),
+    starting at the estimates.  The statistic is the sd/cor parameters, sigma (when the model has
+    one) and the fixed effects."""
     from .arm import simulate
-    from .lmer import fit_problem
 
     nsim = int(nsim)
     if nsim < 2:
@@ -405,16 +404,14 @@ def bootstrap(fit, nsim: int = 500, seed=None, progress: bool = True) -> BootRes
     names = m.names() + list(fit.fixef_names)
     t0 = pd.Series(np.concatenate([m.from_theta(fit.theta, fit.sigma), fit.beta]), index=names)
     Y = simulate(fit, nsim=nsim, seed=seed).to_numpy()
-    P = fit.problem
     out = np.full((nsim, len(names)), np.nan)
     n_singular, failed = 0, 0
     for s in _progress(range(nsim), nsim, progress, "bootstrap refits"):
-        prob = LMMProblem(P.terms, P.X, Y[:, s], P.weights, P.offset)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                r = fit_problem(fit.design, prob, reml=fit.reml, start=fit.theta, calc_derivs=False, quiet=True)
-        except (NotPositiveDefinite, np.linalg.LinAlgError):
+                r = fit.refit(newresp=Y[:, s], calc_derivs=False, quiet=True)
+        except (NotPositiveDefinite, np.linalg.LinAlgError, MixedpyError):
             failed += 1
             continue
         n_singular += bool(r.is_singular)

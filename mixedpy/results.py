@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from functools import cached_property
 
 import numpy as np
@@ -18,6 +19,15 @@ from .lmm import LMMProblem, Profiled
 from .terms import relative_factors
 from .optimize import OptSummary, is_singular
 from .varcorr import VarCorr, VarCorrTerm, unique_labels
+
+
+def _new_response(newresp, n: int) -> np.ndarray:
+    y = np.asarray(newresp, dtype=float)
+    if y.shape != (n,):
+        raise DataError(f"newresp has shape {y.shape}; the model has {n} observations")
+    if not np.all(np.isfinite(y)):
+        raise DataError("newresp has non-finite values")
+    return y
 
 
 class DesignBacked:
@@ -325,14 +335,20 @@ class LmerFit(MixedModelFit):
     def resid(self) -> np.ndarray:
         return self.design.y - self.fitted
 
-    def refit(self, reml: bool | None = None, **kwargs) -> "LmerFit":
-        """The same model fitted again, e.g. ``refit(reml=False)`` for lme4's ``refitML``;
-        ``quiet=True`` keeps the refit's convergence messages in ``messages`` instead of warning."""
+    def refit(self, reml: bool | None = None, newresp=None, **kwargs) -> "LmerFit":
+        """The same model fitted again: ``refit(reml=False)`` is lme4's ``refitML``; ``newresp`` fits
+        the same design to a new response vector (lme4's ``refit(object, newresp)``), starting at
+        theta-hat.  ``quiet=True`` keeps the refit's messages in ``messages`` instead of warning."""
         from .lmer import fit_problem
 
         reml = self.reml if reml is None else reml
-        if reml == self.reml and not set(kwargs) - {"quiet"}:
+        start = kwargs.pop("start", self.theta)
+        design, problem = self.design, self.problem
+        if newresp is not None:
+            y = _new_response(newresp, self.nobs)
+            design = dataclasses.replace(design, y=y)
+            problem = LMMProblem(design.terms, design.X, y, design.weights, design.offset)
+        elif reml == self.reml and not set(kwargs) - {"quiet"}:
             return self
-        return fit_problem(self.design, self.problem, reml=reml, start=kwargs.pop("start", self.theta),
-                           data_name=self.data_name, **kwargs)
+        return fit_problem(design, problem, reml=reml, start=start, data_name=self.data_name, **kwargs)
 
