@@ -167,8 +167,8 @@ def _require_lmer(fit, what: str):
     from .results import LmerFit
 
     if not isinstance(fit, LmerFit):
-        raise NotImplementedError(f"{what} intervals are implemented for linear mixed models (lmer fits); "
-                                  f"for a {type(fit).__name__} use method='Wald' or method='boot'")
+        raise NotImplementedError(f"{what} intervals are implemented for lmer and glmer fits; "
+                                  f"for a {type(fit).__name__} use method='Wald'")
 
 
 class _Profiler:
@@ -235,6 +235,12 @@ class _Profiler:
         res = minimize(lambda th: sub.objective(th, False), start, sub.lower)
         return float(res.fmin), res.x
 
+    def var_start(self) -> np.ndarray:
+        return self.phi_hat.copy()
+
+    def beta_start(self) -> np.ndarray:
+        return self.ml.theta.copy()
+
     # -- zeta and interval ends -------------------------------------------------------------
     def interval(self, j_all: int, level: float) -> tuple[float, float]:
         """Interval for parameter j_all (variance parameters first, then fixed effects)."""
@@ -243,14 +249,14 @@ class _Profiler:
         if j_all < nv:
             j, hat, lo_b, hi_b = j_all, self.phi_hat[j_all], self.lo[j_all], self.hi[j_all]
             kind = self.map.kinds()[j]
-            start0 = self.phi_hat.copy()
+            start0 = self.var_start()
             fun = self.profile_var
             step = {"sd": 0.5 * hat + 0.1 * self.ml.sigma if self.map.use_scale else 0.5 * hat + 0.05,
                     "cor": 0.3 * (1 - abs(hat)) + 1e-3, "sigma": 0.1 * hat}[kind]
         else:
             j = j_all - nv
             hat, lo_b, hi_b = self.beta_hat[j], -np.inf, np.inf
-            start0 = self.ml.theta.copy()
+            start0 = self.beta_start()
             fun = self.profile_beta
             step = zc * self.se[j]
         return (self._end(fun, j, hat, -1, zc, lo_b, step, start0),
@@ -291,10 +297,77 @@ class _Profiler:
                            "the likelihood is too flat to bound this interval")
 
 
+class _GlmerProfiler(_Profiler):
+    """The Laplace (or AGQ) deviance of a glmer fit as a function of (sd/cor, beta); each profile
+    point minimizes it over all the other parameters jointly, as lme4's ``profile.merMod`` does for
+    GLMMs (there is no closed-form profiling of beta).  PIRLS restarts from the fit's linear
+    predictor at every evaluation, so the function is the one the fit minimized."""
+
+    def __init__(self, fit):
+        from .glmm import PIRLSError
+
+        self.ml = fit
+        self.problem = fit.problem
+        self.nAGQ = fit.nAGQ
+        self.map = SdCorMap.for_fit(fit)
+        self.phi_hat = self.map.from_theta(fit.theta, 1.0)
+        self.lo, self.hi = self.map.bounds()
+        self.beta_hat = np.asarray(fit.beta, float)
+        self.se = np.asarray(fit.se_fixef, float)
+        self.nv, self.p = self.map.n_var, len(self.beta_hat)
+        self._eta_start = self.problem.offset + (fit.state.eta - self.problem.offset)
+        self._failures = (PIRLSError, NotPositiveDefinite, np.linalg.LinAlgError)
+        self.base = self.deviance_full(np.concatenate([self.phi_hat, self.beta_hat]))
+
+    def deviance_full(self, pars: np.ndarray) -> float:
+        theta, _ = self.map.to_theta(pars[:self.nv])
+        if theta is None:
+            return np.inf
+        try:
+            st = self.problem.pirls(theta, pars[self.nv:], self._eta_start)
+        except self._failures:
+            return np.inf
+        return float(self.problem.objective(st, self.nAGQ))
+
+    def _profile(self, i: int, v: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        """min over every parameter but number i (of (sd/cor, beta)) with that one at v."""
+        free = np.array([a for a in range(self.nv + self.p) if a != i])
+        lo = np.concatenate([self.lo, np.full(self.p, -np.inf)])[free]
+        hi = np.concatenate([self.hi, np.full(self.p, np.inf)])[free]
+        step = np.concatenate([0.1 * np.abs(self.phi_hat) + 0.02, 0.2 * self.se])[free]
+
+        def fun(x):
+            pars = start.copy()
+            pars[free] = x
+            pars[i] = v
+            return self.deviance_full(pars)
+
+        res = minimize(fun, np.clip(start[free], lo, hi), lo, hi, initial_step=step, xtol_abs=1e-6,
+                       ftol_abs=1e-8)
+        pars = start.copy()
+        pars[free] = res.x
+        pars[i] = v
+        return float(res.fmin), pars
+
+    def profile_var(self, j, v, start):
+        return self._profile(j, v, start)
+
+    def profile_beta(self, j, v, start):
+        return self._profile(self.nv + j, v, start)
+
+    def var_start(self) -> np.ndarray:
+        return np.concatenate([self.phi_hat, self.beta_hat])
+
+    beta_start = var_start
+
+
 def confint_profile(fit, level: float = 0.95, parm=None) -> pd.DataFrame:
     """Profile-likelihood intervals (lme4 ``confint(profile(fit))``), on the sd/cor scale and for
-    the fixed effects, from the ML refit of the model (as lme4's ``devfun2`` does)."""
-    prof = _Profiler(fit)
+    the fixed effects: from the ML refit of an lmer model (as lme4's ``devfun2`` does), or from the
+    Laplace/AGQ deviance of a glmer fit."""
+    from .glmer import GlmerFit
+
+    prof = _GlmerProfiler(fit) if isinstance(fit, GlmerFit) else _Profiler(fit)
     names = prof.map.names() + list(fit.fixef_names)
     which = _select(names, parm)
     lower, upper = np.full(len(which), np.nan), np.full(len(which), np.nan)
@@ -436,7 +509,8 @@ def confint(fit, method: str = "Wald", level: float = 0.95, parm=None, nsim: int
     Parameters
     ----------
     method : "Wald" (fixed effects only; NaN for variance parameters), "profile" (profile
-        likelihood from the ML refit) or "boot" (parametric bootstrap percentile intervals)
+        likelihood: the ML refit of an lmer model, the Laplace/AGQ deviance of a glmer model) or
+        "boot" (parametric bootstrap percentile intervals; lmer and glmer)
     level : coverage, e.g. 0.95
     parm : parameter names to report (default all; "theta_" or "beta_" as lme4)
     nsim, seed, boot_type, progress : bootstrap settings (``boot_type`` "perc", "basic" or

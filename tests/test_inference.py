@@ -252,7 +252,7 @@ def test_confint_bad_arguments():
         bootstrap(fit, nsim=1)
 
 
-def test_profile_and_boot_need_an_lmer_fit():
+def test_profile_needs_an_lmer_or_glmer_fit():
     from test_arm import _NoScaleView
 
     fit = fit_of("Reaction ~ Days + (Days | Subject)", "sleepstudy.csv")
@@ -361,3 +361,16 @@ def test_glmer_boot_confint_matches_bootmer():
     assert abs(sig.mean() - ref["mean"][0]) < 4 * se
     assert sig.std() == pytest.approx(ref["sd"][0], rel=0.15)
     np.testing.assert_allclose(boot.t.median().to_numpy()[1:4], np.asarray(ref["mean"])[1:4], atol=0.1)
+
+
+def test_glmer_profile_confint_matches_lme4():
+    """cbpp: profile intervals of the Laplace deviance over (sd, beta), as lme4's confint(profile(m))."""
+    import mixedpy as mp
+
+    ref = load_ref("confint_glmer")["profile"]
+    g = mp.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", mp.datasets.load("cbpp"),
+                 family="binomial")
+    ci = g.confint(method="profile")
+    assert list(ci.index) == ref["rows"]
+    np.testing.assert_allclose(ci.iloc[:, 0], ref["lower"], rtol=1e-3)
+    np.testing.assert_allclose(ci.iloc[:, 1], ref["upper"], rtol=1e-3)
