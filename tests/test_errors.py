@@ -97,3 +97,11 @@ def test_predictors_on_very_different_scales_warn(df):
     df = df.assign(big=np.random.default_rng(0).normal(size=len(df)) * 1e5)
     with pytest.warns(UserWarning, match="very different scales"):
         mp.lmer("y ~ x + big + (1 | g)", df)
+
+
+def test_predict_newdata_missing_column(df):
+    fit = mp.lmer("y ~ x + (1 | g)", df)
+    with pytest.raises(mp.DataError, match="newdata has no column 'x' \\(used by the fixed effects\\)"):
+        fit.predict(pd.DataFrame({"g": ["a"]}))
+    with pytest.raises(mp.DataError, match="no column 'g'"):
+        fit.predict(pd.DataFrame({"x": [0.0]}))

@@ -408,8 +408,17 @@ def build_design(formula: str, data: pd.DataFrame, weights=None, offset=None,
                        kept_columns=keep, dropped_columns=dropped, env=env)
 
 
+def check_newdata_columns(names: set[str], newdata: pd.DataFrame, env: dict, what: str) -> None:
+    """Error naming the columns a prediction needs that newdata lacks."""
+    missing = sorted(n for n in names if n not in newdata.columns and n not in env and not hasattr(builtins, n))
+    if missing:
+        raise DataError(f"newdata has no column{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(map(repr, missing))} (used by the {what})")
+
+
 def new_fixed_matrix(design: ModelDesign, newdata: pd.DataFrame) -> np.ndarray:
     """X for new rows, with the fit's levels, contrasts and dropped columns."""
+    check_newdata_columns(formula_variables(design.parsed.fixed_rhs), newdata, design.env, "fixed effects")
     try:
         (mat,) = patsy.build_design_matrices([design.fixed_design_info], newdata, NA_action="raise")
     except patsy.PatsyError as exc:
