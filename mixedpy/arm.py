@@ -497,7 +497,10 @@ def simulate(fit, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None,
     ``re_form="~0"`` (the default, lme4's ``use.u = FALSE``) simulates new random effects for
     every term; ``re_form=None`` conditions on all the conditional modes.  For newdata, the
     simulated terms use newdata's own levels, so new levels need no ``allow_new_levels``.
-    Returns a DataFrame with columns ``sim_1 .. sim_nsim``.
+    Returns a DataFrame with columns ``sim_1 .. sim_nsim``.  Binomial responses come back on the
+    family's scale, the proportion of successes out of each row's trials (lme4 returns a
+    (successes, failures) matrix per simulation for a ``cbind`` response; multiply by the trials
+    to get counts).  That is the scale ``fit.refit(newresp=...)`` takes.
     """
     nsim = int(nsim)
     if nsim < 1:
