@@ -344,18 +344,11 @@ def _tidy_posterior(post, effects=("ran_pars", "fixed"), conf_int: bool = True, 
     if "fixed" in chosen:
         names = list(fixef(post).index)
         a = draws[names].to_numpy(dtype=float)
-        part = pd.DataFrame({"effect": "fixed", "group": np.nan, "term": names,
-                             "estimate": np.median(a, axis=0), "std.error": mad_sd(a)})
-        if conf_int:
-            part["conf.low"], part["conf.high"] = _quantile_interval(a, level)
-        parts.append(part)
+        part = pd.DataFrame({"effect": "fixed", "group": np.nan, "term": names})
+        parts.append(_summarise_draws(part, a, conf_int, level))
     if "ran_pars" in chosen:
         part, a = _posterior_ran_pars(post, draws, scales)
-        part["estimate"] = np.median(a, axis=0)
-        part["std.error"] = mad_sd(a)
-        if conf_int:
-            part["conf.low"], part["conf.high"] = _quantile_interval(a, level)
-        parts.append(part)
+        parts.append(_summarise_draws(part, a, conf_int, level))
     if "ran_vals" in chosen:
         frames = ranef(post)
         rows = _long_ranef(frames, None, "ran_vals")
@@ -363,15 +356,20 @@ def _tidy_posterior(post, effects=("ran_pars", "fixed"), conf_int: bool = True, 
         missing = [c for c in cols if c not in draws.columns]
         if missing:
             raise KeyError(f"posterior draws lack random-effect columns such as {missing[0]!r}")
-        a = draws[cols].to_numpy(dtype=float)
-        rows["estimate"] = np.median(a, axis=0)
-        rows["std.error"] = mad_sd(a)
-        if conf_int:
-            rows["conf.low"], rows["conf.high"] = _quantile_interval(a, level)
-        parts.append(rows)
+        parts.append(_summarise_draws(rows, draws[cols].to_numpy(dtype=float), conf_int, level))
     if "ran_coefs" in chosen:
         parts.append(_long_ranef(coef(post), None, "ran_coefs"))
     return _finish(parts, drop_group=chosen == ["fixed"])
+
+
+def _summarise_draws(frame: pd.DataFrame, a: np.ndarray, conf_int: bool, level: float) -> pd.DataFrame:
+    """Posterior columns of a tidy table: median, MAD_SD (rstanarm's se) and, when asked, the
+    central quantile interval of each column of the draws ``a`` (draws x rows of ``frame``)."""
+    frame["estimate"] = np.median(a, axis=0)
+    frame["std.error"] = mad_sd(a)
+    if conf_int:
+        frame["conf.low"], frame["conf.high"] = _quantile_interval(a, level)
+    return frame
 
 
 def _tidy_sim(s, effects="fixed", conf_int: bool = True, conf_level: float = 0.95) -> pd.DataFrame:
