@@ -19,8 +19,9 @@ stationary law is the exact posterior; keeping one v_i per state, chosen with pr
 proportional to its weight, gives exact joint draws of (theta, beta, b).  The Laplace step only
 decides how efficient the sampler is.
 
-The Newton iterations are batched over walkers with dense [Z Lambda | X] matrices; this suits models
-with up to a few hundred random effects (cbpp: 15).
+The Newton iterations are batched over walkers.  A single scalar term (1 | g) uses the arrowhead
+structure of the Hessian (O(n p^2) per step, any number of levels); other models use dense
+[Z Lambda | X] matrices, which suits up to a few hundred random effects.
 """
 from __future__ import annotations
 
@@ -33,6 +34,110 @@ from .priors import ResolvedPriors
 
 _LOG2PI = np.log(2 * np.pi)
 _MAX_DIM = 2000
+
+
+class DenseAlgebra:
+    """The linear algebra of the Laplace step with dense A = [Z Lambda | X_c] per walker, (W, n, d)."""
+
+    def __init__(self, A: np.ndarray):
+        self.A = A
+        self.At = np.swapaxes(A, 1, 2)
+
+    def linpred(self, V: np.ndarray) -> np.ndarray:
+        """A v for v of shape (W, d) -> (W, n), or (W, N, d) -> (W, N, n)."""
+        if V.ndim == 2:
+            return (self.A @ V[..., None])[..., 0]
+        return V @ self.At
+
+    def gradient(self, score: np.ndarray) -> np.ndarray:
+        return (self.At @ score[..., None])[..., 0]
+
+    def factor(self, info: np.ndarray, P0: np.ndarray) -> "DenseFactor":
+        return DenseFactor(np.linalg.cholesky(self.At @ (self.A * info[..., None]) + np.diag(P0)[None]))
+
+
+class DenseFactor:
+    """H = L L' (W, d, d)."""
+
+    def __init__(self, L: np.ndarray):
+        self.L = L
+        self.half_logdet = np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+
+    def solve(self, g: np.ndarray) -> np.ndarray:
+        """H^{-1} g for g (W, d)."""
+        y = np.linalg.solve(self.L, g[..., None])
+        return np.linalg.solve(np.swapaxes(self.L, 1, 2), y)[..., 0]
+
+    def solve_upper(self, z: np.ndarray) -> np.ndarray:
+        """L^{-T} z for z (W, N, d), as rows: (L^{-T} z)' = z' L^{-1}."""
+        return z @ np.linalg.inv(self.L)
+
+
+class ScalarTermAlgebra:
+    """The same algebra for one scalar term (1 | g) or (0 + x | g), without forming A.
+
+    With a_i = lambda m_i on column codes_i, H = A'WA + diag(P0) is an arrowhead matrix:
+    D (J, diagonal) = lambda^2 sum_{i in j} w_i m_i^2 + 1,  C (J x p) = lambda sum_{i in j} w_i m_i x_i',
+    H_bb = X'WX + diag(P0_b); its Cholesky factor is [[D^1/2, 0], [C'D^-1/2, chol(S)]] with the Schur
+    complement S = H_bb - C'D^{-1}C.  Each Newton step costs O(n p^2) instead of O(n (J + p)^2).
+    """
+
+    def __init__(self, lam: np.ndarray, m: np.ndarray, codes: np.ndarray, J: int, Xc: np.ndarray):
+        import scipy.sparse as sp
+
+        self.lam, self.m, self.codes, self.J, self.Xc = lam, m, codes, J, Xc
+        self.G = sp.csr_matrix((np.ones(codes.size), (codes, np.arange(codes.size))), shape=(J, codes.size))
+
+    def _group_sum(self, values: np.ndarray) -> np.ndarray:
+        """sum over the rows of each level: (W, n[, p]) -> (W, J[, p])."""
+        W, n = values.shape[:2]
+        flat = np.moveaxis(values, 1, 0).reshape(n, -1)
+        return np.moveaxis((self.G @ flat).reshape((self.J, W) + values.shape[2:]), 0, 1)
+
+    def linpred(self, V: np.ndarray) -> np.ndarray:
+        u, beta = V[..., :self.J], V[..., self.J:]
+        lam = self.lam.reshape((-1,) + (1,) * (V.ndim - 1))
+        return lam * self.m * u[..., self.codes] + beta @ self.Xc.T
+
+    def gradient(self, score: np.ndarray) -> np.ndarray:
+        g_u = self.lam[:, None] * self._group_sum(score * self.m)
+        return np.concatenate([g_u, score @ self.Xc], axis=1)
+
+    def factor(self, info: np.ndarray, P0: np.ndarray) -> "ArrowheadFactor":
+        wm = info * self.m
+        D = self.lam[:, None] ** 2 * self._group_sum(wm * self.m) + P0[:self.J]
+        C = self.lam[:, None, None] * self._group_sum(wm[..., None] * self.Xc[None])
+        Hbb = np.einsum("wn,np,nq->wpq", info, self.Xc, self.Xc) + np.diag(P0[self.J:])[None]
+        return ArrowheadFactor(D, C, Hbb)
+
+
+class ArrowheadFactor:
+    """Cholesky factor of the arrowhead H = [[diag(D), C], [C', H_bb]] (see ScalarTermAlgebra)."""
+
+    def __init__(self, D: np.ndarray, C: np.ndarray, Hbb: np.ndarray):
+        self.D, self.C = D, C
+        self.sqrtD = np.sqrt(D)
+        S = Hbb - np.einsum("wjp,wj,wjq->wpq", C, 1.0 / D, C)
+        self.LS = np.linalg.cholesky(S)
+        self.half_logdet = np.log(self.sqrtD).sum(axis=1) + np.log(np.diagonal(self.LS, axis1=1, axis2=2)).sum(axis=1)
+
+    def solve(self, g: np.ndarray) -> np.ndarray:
+        J = self.D.shape[1]
+        g_u, g_b = g[:, :J], g[:, J:]
+        rhs = g_b - np.einsum("wjp,wj->wp", self.C, g_u / self.D)
+        y = np.linalg.solve(self.LS, rhs[..., None])
+        step_b = np.linalg.solve(np.swapaxes(self.LS, 1, 2), y)[..., 0]
+        step_u = (g_u - np.einsum("wjp,wp->wj", self.C, step_b)) / self.D
+        return np.concatenate([step_u, step_b], axis=1)
+
+    def solve_upper(self, z: np.ndarray) -> np.ndarray:
+        """L^{-T} z for z (W, N, d): L' = [[D^1/2, D^-1/2 C], [0, LS']]."""
+        J = self.D.shape[1]
+        z_u, z_b = z[..., :J], z[..., J:]
+        LSt = np.swapaxes(self.LS, 1, 2)
+        x_b = np.linalg.solve(LSt[:, None], z_b[..., None])[..., 0]          # LS' x_b = z_b
+        x_u = (z_u - np.einsum("wjp,wnp->wnj", self.C, x_b) / self.sqrtD[:, None, :]) / self.sqrtD[:, None, :]
+        return np.concatenate([x_u, x_b], axis=2)
 
 
 class GLMMPosterior:
@@ -71,7 +176,8 @@ class GLMMPosterior:
         self.n, self.p = X.shape
         self.q = sum(t.n_coefs for t in self.terms)
         self.d = self.q + self.p
-        if self.d > _MAX_DIM:
+        self._scalar_term = len(self.terms) == 1 and self.terms[0].k == 1
+        if self.d > _MAX_DIM and not self._scalar_term:
             raise ValueError(f"bayes_glmer's dense Laplace proposal handles up to {_MAX_DIM} random + fixed effects; "
                              f"this model has {self.d}")
         self.N, self.df = int(n_importance), float(df)
@@ -112,8 +218,12 @@ class GLMMPosterior:
             pos += ct.dim
         return chols, lp
 
-    def _design(self, chols) -> np.ndarray:
-        """A = [Z Lambda | X_c] for every walker, (W, n, q + p)."""
+    def _design(self, chols):
+        """The Laplace step's linear algebra for every walker: structured for one scalar term,
+        dense A = [Z Lambda | X_c] (W, n, q + p) otherwise."""
+        if self._scalar_term:
+            t = self.terms[0]
+            return ScalarTermAlgebra(chols[0][:, 0, 0], t.model_matrix[:, 0], t.codes, t.n_levels, self.Xc)
         W = chols[0].shape[0]
         A = np.zeros((W, self.n, self.d))
         off, rows = 0, np.arange(self.n)
@@ -123,47 +233,50 @@ class GLMMPosterior:
             A[:, rows[:, None], cols] = ML
             off += t.n_coefs
         A[:, :, self.q:] = self.Xc
-        return A
+        return DenseAlgebra(A)
+
+    def _loglik(self, eta):
+        """log p(y | eta) per observation (the importance weights need nothing more)."""
+        if self.family == "poisson":
+            return (self.k_obs * eta - np.exp(np.clip(eta, -700, 700)) - self._log_choose) * self.obs_w
+        n, k, lc = self.trials, self.k_obs, self._log_choose
+        if self.link == "logit":
+            return lc + k * eta - n * np.logaddexp(0.0, eta)
+        return lc + k * special.log_ndtr(eta) + (n - k) * special.log_ndtr(-eta)
 
     def _loglik_terms(self, eta):
         """log p(y | eta) per observation, score and Fisher information (canonical links: observed = Fisher)."""
+        ll = self._loglik(eta)
         if self.family == "poisson":
             mu = np.exp(np.clip(eta, -700, 700))
-            ll = self.k_obs * eta - mu - self._log_choose
-            return ll * self.obs_w, (self.k_obs - mu) * self.obs_w, mu * self.obs_w
-        n, k, lc = self.trials, self.k_obs, self._log_choose
+            return ll, (self.k_obs - mu) * self.obs_w, mu * self.obs_w
+        n, k = self.trials, self.k_obs
         if self.link == "logit":
-            ll = lc + k * eta - n * np.logaddexp(0.0, eta)
             p = special.expit(eta)
             return ll, k - n * p, n * p * (1 - p)
         # probit: Fisher scoring weights n phi^2 / (p (1 - p))
-        logp, log1mp = special.log_ndtr(eta), special.log_ndtr(-eta)
-        ll = lc + k * logp + (n - k) * log1mp
         phi = stats.norm.pdf(eta)
-        p = np.clip(np.exp(logp), 1e-12, 1 - 1e-12)
+        p = np.clip(special.ndtr(eta), 1e-12, 1 - 1e-12)
         score = phi * (k / p - (n - k) / (1 - p))
         return ll, score, n * phi ** 2 / (p * (1 - p))
 
-    def _penalized(self, A, v):
-        eta = (A @ v[..., None])[..., 0] + self.offset
+    def _penalized(self, alg, v):
+        eta = alg.linpred(v) + self.offset
         ll, score, info = self._loglik_terms(eta)
         pen = 0.5 * np.sum(self.P0 * (v - self.m0) ** 2, axis=1)
         return ll.sum(axis=1) - pen, score, info
 
-    def _mode(self, A, iters: int = 40, tol: float = 1e-7):
-        """Joint mode of (u, beta) and the Cholesky factor of the negative Hessian there (damped Newton)."""
-        W = A.shape[0]
+    def _mode(self, alg, W: int, iters: int = 40, tol: float = 1e-7):
+        """Joint mode of (u, beta) and the factor of the negative Hessian there (damped Newton)."""
         v = np.tile(self._v_start, (W, 1))
-        f, score, info = self._penalized(A, v)
-        At = np.swapaxes(A, 1, 2)
+        f, score, info = self._penalized(alg, v)
         for _ in range(iters):
-            g = (At @ score[..., None])[..., 0] - self.P0 * (v - self.m0)
-            H = At @ (A * info[..., None]) + np.diag(self.P0)[None]
-            step = np.linalg.solve(H, g[..., None])[..., 0]
+            g = alg.gradient(score) - self.P0 * (v - self.m0)
+            step = alg.factor(info, self.P0).solve(g)
             t = np.ones(W)
             for _ in range(30):                          # halve the step where the objective went down
                 v_new = v + t[:, None] * step
-                f_new, s_new, i_new = self._penalized(A, v_new)
+                f_new, s_new, i_new = self._penalized(alg, v_new)
                 worse = ~(f_new >= f - 1e-10)
                 if not worse.any():
                     break
@@ -172,13 +285,12 @@ class GLMMPosterior:
             v, f, score, info = v_new, f_new, s_new, i_new
             if done:
                 break
-        H = At @ (A * info[..., None]) + np.diag(self.P0)[None]
-        return v, np.linalg.cholesky(H)
+        return v, alg.factor(info, self.P0)
 
-    def _logjoint(self, A, V):
+    def _logjoint(self, alg, V):
         """log p(y, v | theta) for V (W, N, d) with the exact coefficient prior."""
-        eta = V @ np.swapaxes(A, 1, 2) + self.offset
-        ll = self._loglik_terms(eta)[0].sum(axis=2)
+        eta = alg.linpred(V) + self.offset
+        ll = self._loglik(eta).sum(axis=2)
         u, beta = V[..., :self.q], V[..., self.q:]
         lp = -0.5 * np.sum(u * u, axis=2) - 0.5 * self.q * _LOG2PI
         W, N = V.shape[:2]
@@ -190,12 +302,12 @@ class GLMMPosterior:
         """(log prior, design, joint mode v-hat, Cholesky factor L of the Hessian there) for each
         walker, or None where the Newton search fails."""
         chols, lp = self._unpack(x)
-        A = self._design(chols)
+        alg = self._design(chols)
         try:
-            v, L = self._mode(A)
+            v, fac = self._mode(alg, lp.size)
         except np.linalg.LinAlgError:
             return None
-        return lp, A, v, L
+        return lp, alg, v, fac
 
     def laplace_log_prob(self, x) -> np.ndarray:
         """The Laplace approximation of log p(theta | y) (used only to find a starting point)."""
@@ -203,10 +315,9 @@ class GLMMPosterior:
             at = self._at_mode(x)
             if at is None:
                 return np.full(np.atleast_2d(x).shape[0], -np.inf)
-            lp, A, v, L = at
-            lj = self._logjoint(A, v[:, None, :])[:, 0]
-            half_logdet = np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
-            out = lp + lj - half_logdet + 0.5 * self.d * _LOG2PI
+            lp, alg, v, fac = at
+            lj = self._logjoint(alg, v[:, None, :])[:, 0]
+            out = lp + lj - fac.half_logdet + 0.5 * self.d * _LOG2PI
         return np.where(np.isfinite(out), out, -np.inf)
 
     def log_prob(self, x):
@@ -217,15 +328,14 @@ class GLMMPosterior:
             at = self._at_mode(x)
             if at is None:
                 return np.full(W, -np.inf), np.zeros((W, self.d))
-            lp, A, v, L = at
+            lp, alg, v, fac = at
             nu, d, N = self.df, self.d, self.N
             z = self.rng.standard_normal((W, N, d)) * np.sqrt(nu / self.rng.chisquare(nu, (W, N, 1)))
             # v = v_hat + L^{-T} z  so that (v - v_hat)' H (v - v_hat) = |z|^2
-            V = v[:, None, :] + z @ np.linalg.inv(L)         # rows: (L^{-T} z)' = z' L^{-1}
-            half_logdet = np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+            V = v[:, None, :] + fac.solve_upper(z)
             logq = (special.gammaln((nu + d) / 2) - special.gammaln(nu / 2) - 0.5 * d * np.log(nu * np.pi)
-                    + half_logdet[:, None] - 0.5 * (nu + d) * np.log1p(np.sum(z * z, axis=2) / nu))
-            logw = self._logjoint(A, V) - logq
+                    + fac.half_logdet[:, None] - 0.5 * (nu + d) * np.log1p(np.sum(z * z, axis=2) / nu))
+            logw = self._logjoint(alg, V) - logq
             logw = np.where(np.isfinite(logw), logw, -np.inf)
             est = special.logsumexp(logw, axis=1) - np.log(N)
             prob = np.exp(logw - logw.max(axis=1, keepdims=True))
@@ -238,8 +348,8 @@ class GLMMPosterior:
 
     def warm_start(self, x: np.ndarray):
         """Start later Newton searches from the joint mode at x (the posterior mode of theta)."""
-        chols, _ = self._unpack(x)
-        v, _ = self._mode(self._design(chols))
+        chols, lp = self._unpack(x)
+        v, _ = self._mode(self._design(chols), lp.size)
         self._v_start = v[0]
 
     def start(self) -> np.ndarray:
