@@ -392,3 +392,29 @@ def test_scalar_term_algebra_matches_dense(formula, data):
     lp_fast = model.laplace_log_prob(x)
     model._scalar_term = False
     np.testing.assert_allclose(lp_fast, model.laplace_log_prob(x), rtol=1e-9)
+
+
+def test_identical_binomial_rows_collapse_exactly(monkeypatch):
+    """Pass/fail rows sharing level, covariates and offset merge into one row of sums; the target is
+    unchanged (the binomial log-constants are kept)."""
+    from mixedpy.bayes.glmm_posterior import GLMMPosterior
+    from mixedpy.bayes.priors import resolve_priors
+
+    rng = np.random.default_rng(3)
+    codes = np.repeat(np.arange(12), rng.integers(3, 9, 12))
+    df = pd.DataFrame({"y": rng.integers(0, 2, codes.size), "g": codes, "x": codes % 2})
+
+    def model(collapse: bool):
+        if not collapse:
+            monkeypatch.setattr(GLMMPosterior, "_collapse_identical_rows", lambda self: None)
+        design = build_design("y ~ x + (1 | g)", df, allow_n_levels=True)
+        m = GLMMPosterior(design, "binomial", "logit", None)
+        m.set_priors(resolve_priors("binomial", "logit", m.y_for_priors, design.X, design.fixef_names,
+                                    "default", "default", None, None))
+        monkeypatch.undo()
+        return m
+
+    merged, full = model(True), model(False)
+    assert merged.n == 12 and full.n == codes.size
+    x = np.array([[-1.0], [0.0], [0.8]])
+    np.testing.assert_allclose(merged.laplace_log_prob(x), full.laplace_log_prob(x), rtol=1e-10)

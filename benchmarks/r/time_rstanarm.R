@@ -1,8 +1,10 @@
-# Time rstanarm::stan_lmer with its defaults (4 chains x 2000 iter, seed 1, cores 2)
+# Time rstanarm::stan_lmer / stan_glmer with their defaults (4 chains x 2000 iter, seed 1, cores 2)
 # and report bulk ESS per parameter (fixed effects, sigma, Sigma entries).
 # Usage: Rscript time_rstanarm.R CASE CSV_DIR
 #   CASE: sleepstudy (Reaction ~ Days + (Days | Subject))
 #         exam       (normexam ~ standLRT + (standLRT | school))
+#         cbpp       (cbind(incidence, size - incidence) ~ period + (1 | herd), binomial)
+#         classrooms (passed ~ 1 + (1 | classroom), binomial; classrooms.csv written by bench_bayes.py)
 # Prints one JSON line.
 suppressMessages({library(rstanarm); library(rstan); library(jsonlite)})
 args <- commandArgs(trailingOnly = TRUE)
@@ -17,9 +19,16 @@ spec <- switch(case,
   sleepstudy = list(data = rd("sleepstudy", "Subject"), formula = "Reaction ~ Days + (Days | Subject)"),
   exam = list(data = rd("exam", c("school", "student", "sex", "schgend")),
               formula = "normexam ~ standLRT + (standLRT | school)"),
+  cbpp = list(data = rd("cbpp", c("herd", "period")), family = binomial(),
+              formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"),
+  classrooms = list(data = rd("classrooms", "classroom"), family = binomial(),
+                    formula = "passed ~ 1 + (1 | classroom)"),
   stop("unknown case: ", case))
-t <- system.time(fit <- stan_lmer(as.formula(spec$formula), data = spec$data, chains = 4,
-                                  iter = 2000, seed = 1, cores = 2, refresh = 0))[["elapsed"]]
+t <- system.time(fit <- if (is.null(spec$family))
+  stan_lmer(as.formula(spec$formula), data = spec$data, chains = 4, iter = 2000, seed = 1, cores = 2, refresh = 0)
+else
+  stan_glmer(as.formula(spec$formula), data = spec$data, family = spec$family, chains = 4, iter = 2000,
+             seed = 1, cores = 2, refresh = 0))[["elapsed"]]
 a <- as.array(fit)                      # iterations x chains x parameters
 pn <- dimnames(a)[[3]]
 keep <- pn[!grepl("^b\\[", pn) & pn != "mean_PPD" & pn != "log-posterior"]

@@ -173,7 +173,10 @@ class GLMMPosterior:
         self.centering = Centering.of(X, self.names)
         self.Xc = self.centering.center(X)
         self.offset = np.asarray(design.offset, dtype=float)
-        self.n, self.p = X.shape
+        self._rows = [(t.codes, t.model_matrix) for t in self.terms]
+        if family == "binomial":
+            self._collapse_identical_rows()
+        self.n, self.p = self.Xc.shape
         self.q = sum(t.n_coefs for t in self.terms)
         self.d = self.q + self.p
         self._scalar_term = len(self.terms) == 1 and self.terms[0].k == 1
@@ -187,6 +190,27 @@ class GLMMPosterior:
         self.rng = np.random.default_rng()
         if priors is not None:
             self.set_priors(priors)
+
+    def _collapse_identical_rows(self) -> None:
+        """Merge binomial rows with the same levels, covariates and offset into one row of summed
+        successes and trials.
+
+        Such rows share their linear predictor, so the product of their likelihoods is the
+        binomial likelihood of the sums times the constant prod C(n_i, k_i); keeping the sum of the
+        log-constants makes the log-likelihood identical.  Pass/fail data with one row per student
+        shrink to one row per (classroom, covariates).
+        """
+        key = np.column_stack([c for c, _ in self._rows] + [M for _, M in self._rows] + [self.Xc, self.offset])
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        if first.size == key.shape[0]:
+            return
+        inverse, G = inverse.ravel(), first.size
+        self.k_obs = np.bincount(inverse, weights=self.k_obs, minlength=G)
+        self.trials = np.bincount(inverse, weights=self.trials, minlength=G)
+        self._log_choose = np.bincount(inverse, weights=self._log_choose, minlength=G)
+        self.obs_w = np.ones(G)
+        self.Xc, self.offset = self.Xc[first], self.offset[first]
+        self._rows = [(c[first], M[first]) for c, M in self._rows]
 
     def set_priors(self, priors: ResolvedPriors):
         self.priors = priors
@@ -222,14 +246,14 @@ class GLMMPosterior:
         """The Laplace step's linear algebra for every walker: structured for one scalar term,
         dense A = [Z Lambda | X_c] (W, n, q + p) otherwise."""
         if self._scalar_term:
-            t = self.terms[0]
-            return ScalarTermAlgebra(chols[0][:, 0, 0], t.model_matrix[:, 0], t.codes, t.n_levels, self.Xc)
+            codes, M = self._rows[0]
+            return ScalarTermAlgebra(chols[0][:, 0, 0], M[:, 0], codes, self.terms[0].n_levels, self.Xc)
         W = chols[0].shape[0]
         A = np.zeros((W, self.n, self.d))
         off, rows = 0, np.arange(self.n)
-        for t, L in zip(self.terms, chols):
-            ML = np.einsum("nk,wkl->wnl", t.model_matrix, L)          # row r: M[r] L
-            cols = off + t.codes[:, None] * t.k + np.arange(t.k)[None, :]
+        for t, (codes, M), L in zip(self.terms, self._rows, chols):
+            ML = np.einsum("nk,wkl->wnl", M, L)          # row r: M[r] L
+            cols = off + codes[:, None] * t.k + np.arange(t.k)[None, :]
             A[:, rows[:, None], cols] = ML
             off += t.n_coefs
         A[:, :, self.q:] = self.Xc
