@@ -6,6 +6,7 @@ import inspect
 import numpy as np
 import pandas as pd
 
+from .errors import DataError
 from .formula.design import ModelDesign, build_design
 from .lmm import LMMProblem
 from .optimize import (boundary_snap, check_convergence, emit, finite_difference_derivs, is_singular,
@@ -69,17 +70,16 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, weights=None, offs
     """
     namespace = caller_namespace()
     design = build_design(formula, data, weights=weights, offset=offset, env=namespace)
-    problem = LMMProblem(design.terms, design.X, design.y if design.y.ndim == 1 else _bad_response(design),
-                         design.weights, design.offset)
-    return fit_problem(design, problem, reml=REML, start=start, optimizer=optimizer, calc_derivs=calc_derivs,
-                       data_name=data_name(namespace, data))
+    return fit_problem(design, lmm_problem(design), reml=REML, start=start, optimizer=optimizer,
+                       calc_derivs=calc_derivs, data_name=data_name(namespace, data))
 
 
-def _bad_response(design):
-    from .errors import DataError
-
-    raise DataError(f"lmer needs a single numeric response; {design.response_name!r} has two columns "
-                    "(cbind responses are for glmer with family='binomial')")
+def lmm_problem(design: ModelDesign) -> LMMProblem:
+    """The LMM arrays of a design; a two-column (cbind) response is an error naming the fix."""
+    if design.y.ndim != 1:
+        raise DataError(f"lmer needs a single numeric response; {design.response_name!r} has two columns "
+                        "(cbind responses are for glmer with family='binomial')")
+    return LMMProblem(design.terms, design.X, design.y, design.weights, design.offset)
 
 
 class LMM:
@@ -88,10 +88,7 @@ class LMM:
     def __init__(self, formula: str, data: pd.DataFrame, weights=None, offset=None, env=None):
         self.formula, self.data = formula, data
         self.design = build_design(formula, data, weights=weights, offset=offset, env=env)
-        if self.design.y.ndim != 1:
-            _bad_response(self.design)
-        self.problem = LMMProblem(self.design.terms, self.design.X, self.design.y, self.design.weights,
-                                  self.design.offset)
+        self.problem = lmm_problem(self.design)
 
     @classmethod
     def from_formula(cls, formula: str, data: pd.DataFrame, weights=None, offset=None) -> "LMM":
