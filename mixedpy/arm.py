@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import patsy
 from scipy.stats import norm
 
 from .accessors import coef, fixef, ranef, sigma_hat
-from .errors import DataError
-from .formula.design import new_fixed_matrix, new_offset
+from .formula.design import new_fixed_matrix, new_offset, new_term_matrix, newdata_group_keys
 from .rformat import format_r, fround, round_r
 
 # --------------------------------------------------------------------------------------------
@@ -335,17 +333,6 @@ class _Rows:
     terms: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]  # (term index, codes, M, new-level id)
 
 
-def _group_keys(term, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    for col in term.group_columns:
-        if col not in frame.columns:
-            raise DataError(f"newdata has no column {col!r} for grouping factor {term.group_name!r}")
-    sub = frame[list(term.group_columns)]
-    missing = sub.isna().any(axis=1).to_numpy()
-    keys = sub.astype(str).agg(":".join, axis=1).to_numpy() if len(term.group_columns) > 1 \
-        else sub.iloc[:, 0].astype(str).to_numpy()
-    return keys, missing
-
-
 def _rows(fit, newdata: pd.DataFrame | None, re_form, allow_new_levels: bool) -> _Rows:
     """X, offset and, for each chosen term, level codes (-1 = new level), the term's model matrix
     and an id per distinct new level (-1 for existing levels; a missing group is its own level)."""
@@ -361,18 +348,14 @@ def _rows(fit, newdata: pd.DataFrame | None, re_form, allow_new_levels: bool) ->
     for i in chosen:
         t = fit.terms[i]
         codes = fit._new_codes(t, frame, allow_new_levels)
-        keys, missing = _group_keys(t, frame)
+        keys, missing = newdata_group_keys(t, frame)
         new = codes < 0
         new_id = np.full(len(frame), -1)
         if new.any():
             keyed = np.where(missing, np.char.add("\0row", np.arange(len(frame)).astype(str)), keys.astype(str))
             _, inv = np.unique(keyed[new], return_inverse=True)
             new_id[new] = inv
-        try:
-            (M,) = patsy.build_design_matrices([t.design_info], frame, NA_action="raise")
-        except patsy.PatsyError as exc:
-            raise DataError(f"cannot build the ({t.expr} | {t.group_name}) model matrix for newdata: {exc}") from exc
-        terms.append((i, codes, np.asarray(M, dtype=float), new_id))
+        terms.append((i, codes, new_term_matrix(t, frame), new_id))
     return _Rows(X, off, terms)
 
 
@@ -519,12 +502,11 @@ def simulate(fit, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None,
         if newdata is None:
             codes, M, J = t.codes, t.model_matrix, t.n_levels
         else:
-            keys, missing = _group_keys(t, frame)
+            keys, missing = newdata_group_keys(t, frame)
             _, codes = np.unique(keys, return_inverse=True)
             codes = np.where(missing, -1, codes)
             J = int(codes.max()) + 1 if (codes >= 0).any() else 0
-            (M,) = patsy.build_design_matrices([t.design_info], frame, NA_action="raise")
-            M = np.asarray(M, dtype=float)
+            M = new_term_matrix(t, frame)
         # one block of q_c x nsim standard normals, drawn before the residual noise (lme4's order)
         u = rng.standard_normal((J, t.k, nsim))
         b = np.einsum("ab,jbs->jas", Ts[i], u)

@@ -10,11 +10,10 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-import patsy
 
 from .errors import DataError
 from .formula.bars import BarTerm, strip_bars
-from .formula.design import ModelDesign, new_fixed_matrix, new_offset
+from .formula.design import ModelDesign, new_fixed_matrix, new_offset, new_term_matrix, newdata_group_keys
 from .lmm import LMMProblem, Profiled
 from .terms import relative_factors
 from .optimize import OptSummary, is_singular
@@ -192,17 +191,12 @@ class MixedModelFit(DesignBacked):
 
     def _new_codes(self, term, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
         """Level index of each newdata row in the fitted term, -1 for new or missing levels."""
-        for col in term.group_columns:
-            if col not in newdata.columns:
-                raise DataError(f"newdata has no column {col!r} for grouping factor {term.group_name!r}")
-        keys = newdata[list(term.group_columns)].astype(str).agg(":".join, axis=1) \
-            if len(term.group_columns) > 1 else newdata[term.group_columns[0]].astype(str)
-        missing = newdata[list(term.group_columns)].isna().any(axis=1).to_numpy()
+        keys, missing = newdata_group_keys(term, newdata)
         lookup = pd.Index(term.levels)
-        codes = lookup.get_indexer(keys.to_numpy())
+        codes = lookup.get_indexer(keys)
         codes[missing] = -1
         if (codes < 0).any() and not allow_new_levels:
-            new = sorted(set(keys.to_numpy()[codes < 0]))
+            new = sorted(set(keys[codes < 0]))
             listing = ", ".join(map(str, new))
             raise DataError(f"new levels detected in newdata for {term.group_name!r}: {listing[:60]}; "
                             "pass allow_new_levels=True to predict them with random effects 0")
@@ -222,8 +216,7 @@ class MixedModelFit(DesignBacked):
         for i in chosen:
             t = self.terms[i]
             codes = self._new_codes(t, newdata, allow_new_levels)
-            (M,) = patsy.build_design_matrices([t.design_info], newdata, NA_action="raise")
-            M = np.asarray(M, dtype=float)
+            M = new_term_matrix(t, newdata)
             b = self.b_list[i]
             contrib = np.einsum("nk,nk->n", M, b[np.clip(codes, 0, None)])
             eta = eta + np.where(codes >= 0, contrib, 0.0)

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import special, stats
 
 from ..errors import DataError
-from ..formula.design import new_fixed_matrix, new_offset
+from ..formula.design import new_fixed_matrix, new_offset, new_term_matrix, newdata_group_keys
 from ..rformat import fround
 from ..varcorr import VarCorr as VarCorrTable
 from ..varcorr import VarCorrTerm
@@ -199,20 +199,16 @@ class Posterior(DesignBacked):
         return np.sort(rng.choice(S, size=int(draws), replace=False))
 
     def _term_codes(self, t, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
-        for col in t.group_columns:
-            if col not in newdata.columns:
-                raise DataError(f"newdata has no column {col!r} for grouping factor {t.group_name!r}")
-        sub = newdata[list(t.group_columns)]
-        keys = sub.astype(str).agg(":".join, axis=1) if len(t.group_columns) > 1 else sub.iloc[:, 0].astype(str)
-        codes = pd.Index(t.levels).get_indexer(keys.to_numpy())
+        keys, _ = newdata_group_keys(t, newdata)
+        codes = pd.Index(t.levels).get_indexer(keys)
         if (codes < 0).any() and not allow_new_levels:
-            new = sorted(set(keys.to_numpy()[codes < 0]))
+            new = sorted(set(keys[codes < 0]))
             raise DataError(f"new levels in newdata for {t.group_name!r}: {', '.join(map(str, new))[:60]}; pass "
                             "allow_new_levels=True to draw their effects (sample_new_levels)")
         # several new levels: each distinct new level gets its own index past the fitted ones
-        new_keys = pd.Index(pd.unique(keys.to_numpy()[codes < 0]))
+        new_keys = pd.Index(pd.unique(keys[codes < 0]))
         codes = codes.copy()
-        codes[codes < 0] = t.n_levels + new_keys.get_indexer(keys.to_numpy()[codes < 0])
+        codes[codes < 0] = t.n_levels + new_keys.get_indexer(keys[codes < 0])
         return codes
 
     def _new_level_effects(self, i, n_new, idx, mode, rng) -> np.ndarray:
@@ -254,19 +250,17 @@ class Posterior(DesignBacked):
                 t = self.terms[i]
                 eta = eta + np.einsum("nk,snk->sn", t.model_matrix, self._d["b"][i][idx][:, t.codes])
             return eta
-        import patsy
-
         newdata = pd.DataFrame(newdata).reset_index(drop=True)
         off = new_offset(self.design, newdata) if offset is None else np.asarray(offset, dtype=float)
         eta = beta @ new_fixed_matrix(self.design, newdata).T + off
         for i in chosen:
             t = self.terms[i]
             codes = self._term_codes(t, newdata, allow_new_levels)
-            (M,) = patsy.build_design_matrices([t.design_info], newdata, NA_action="raise")
+            M = new_term_matrix(t, newdata)
             n_new = int(codes.max() + 1 - t.n_levels) if len(codes) else 0
             b_all = np.concatenate([self._d["b"][i][idx],
                                     self._new_level_effects(i, max(n_new, 0), idx, sample_new_levels, rng)], axis=1)
-            eta = eta + np.einsum("nk,snk->sn", np.asarray(M, dtype=float), b_all[:, codes])
+            eta = eta + np.einsum("nk,snk->sn", M, b_all[:, codes])
         return eta
 
     def posterior_epred(self, newdata=None, draws=None, re_form=None, allow_new_levels=False,

@@ -426,6 +426,27 @@ def new_fixed_matrix(design: ModelDesign, newdata: pd.DataFrame) -> np.ndarray:
     return np.asarray(mat, dtype=float)[:, design.kept_columns]
 
 
+def newdata_group_keys(term: RandomEffectsTerm, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Level labels of newdata's rows for a term's grouping factor (``a:b`` joined as the fit's
+    labels are) and a mask of rows with a missing grouping value."""
+    for col in term.group_columns:
+        if col not in newdata.columns:
+            raise DataError(f"newdata has no column {col!r} for grouping factor {term.group_name!r}")
+    sub = newdata[list(term.group_columns)]
+    missing = sub.isna().any(axis=1).to_numpy()
+    keys = sub.astype(str).agg(":".join, axis=1) if len(term.group_columns) > 1 else sub.iloc[:, 0].astype(str)
+    return keys.to_numpy(), missing
+
+
+def new_term_matrix(term: RandomEffectsTerm, newdata: pd.DataFrame) -> np.ndarray:
+    """A random-effects term's small model matrix M (rows x k) for newdata."""
+    try:
+        (M,) = patsy.build_design_matrices([term.design_info], newdata, NA_action="raise")
+    except patsy.PatsyError as exc:
+        raise DataError(f"cannot build the ({term.expr} | {term.group_name}) model matrix for newdata: {exc}") from exc
+    return np.asarray(M, dtype=float)
+
+
 def new_offset(design: ModelDesign, newdata: pd.DataFrame) -> np.ndarray:
     """Offsets from the formula's ``offset()`` terms evaluated on newdata (an ``offset=`` argument
     given to the fit is not re-applied, as in lme4's predict)."""
