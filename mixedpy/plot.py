@@ -118,51 +118,6 @@ def caterpillar(x, group: str | None = None, terms=None, level: float = 0.95, so
 # --------------------------------------------------------------------------------------------
 
 
-def _intercept_term(fit, group: str | None):
-    cands = [i for i, t in enumerate(fit.terms) if "(Intercept)" in t.coef_names
-             and (group is None or t.group_name == group)]
-    if not cands:
-        which = f" for {group!r}" if group else ""
-        raise DataError(f"shrinkage needs a random intercept{which}; the model's terms are "
-                        + ", ".join(f"({' + '.join(t.coef_names)} | {t.group_name})" for t in fit.terms))
-    return cands[0]
-
-
-def binomial_pooling(fit, group: str | None = None) -> pd.DataFrame:
-    """No-pooling and partial-pooling probabilities per level for a binomial GLMM with a random
-    intercept, ``cbind(s, f) ~ 1 + (1 | g)`` (McElreath 2020, sec. 13.1; Gelman & Hill 2007,
-    sec. 14.1):
-
-        no pooling:       p_j = sum of successes / sum of trials in group j
-        partial pooling:  invlogit(beta_0 + b_j)            grand mean: invlogit(beta_0)
-
-    Returns a DataFrame indexed by level with columns ``term, n`` (trials), ``no_pooling,
-    partial`` and ``attrs["grand_mean"]``, ``attrs["scale"] = "probability"``.
-    """
-    i = _intercept_term(fit, group)
-    t = fit.terms[i]
-    codes, J = t.codes, t.n_levels
-    beta0 = float(fit.beta[list(fit.fixef_names).index("(Intercept)")]) if "(Intercept)" in fit.fixef_names else 0.0
-    b0 = np.asarray(fit.b_list[i])[:, list(t.coef_names).index("(Intercept)")]
-    eta_other = np.asarray(fit.linear_predictor()) - beta0 - b0[codes]
-    if np.ptp(eta_other) > 1e-8:
-        raise DataError("shrinkage for a GLMM is drawn on the probability scale and needs an "
-                        "intercept-only model such as cbind(s, f) ~ 1 + (1 | g)")
-    y = np.asarray(fit.design.y, dtype=float)
-    if y.ndim == 2:
-        succ, trials = y[:, 0], y.sum(axis=1)
-    else:
-        w = fit.design.weights if fit.design.weights is not None else np.ones(y.size)
-        succ, trials = y * w, w
-    n = np.bincount(codes, weights=trials, minlength=J)
-    out = pd.DataFrame({"term": "(Intercept)", "n": n,
-                        "no_pooling": np.bincount(codes, weights=succ, minlength=J) / n,
-                        "partial": fit._linkinv(beta0 + b0)}, index=pd.Index(list(t.levels), name=t.group_name))
-    out.attrs.update(grand_mean=float(fit._linkinv(np.array([beta0]))[0]), group=t.group_name,
-                     scale="probability")
-    return out
-
-
 def _pooling_table(x, group, term: str | None) -> tuple[pd.DataFrame, float | None, str]:
     """(table with n, no_pooling, partial for one coefficient; grand-mean line; scale)."""
     if isinstance(x, pd.DataFrame):
@@ -172,14 +127,11 @@ def _pooling_table(x, group, term: str | None) -> tuple[pd.DataFrame, float | No
             raise DataError(f"a pooling table needs columns {sorted(need)} (as mixedpy.pooling returns); "
                             f"it has {list(x.columns)}")
         grand = tab.attrs.get("grand_mean")
-    elif getattr(x, "family", None) is not None or not getattr(x, "use_scale", True):
-        tab = binomial_pooling(x, group)
-        grand = tab.attrs["grand_mean"]
     else:
         from .pooling import pooling
 
         tab = pooling(x, group=group)
-        grand = None    # set below from the fixed effect of the chosen coefficient
+        grand = tab.attrs.get("grand_mean")  # GLMMs: on the probability scale; else from the fixef below
     if "term" in tab.columns:
         terms = list(dict.fromkeys(tab["term"]))
         want = term if term is not None else ("(Intercept)" if "(Intercept)" in terms else terms[0])
@@ -213,7 +165,7 @@ def shrinkage(x, group: str | None = None, term: str | None = None, grand_mean: 
     ----------
     x : an lmer fit (no pooling from :func:`mixedpy.pooling`: least squares with one coefficient
         set per group), a binomial glmer fit with a random intercept (see
-        :func:`binomial_pooling`), or a table as :func:`mixedpy.pooling` returns (columns ``term,
+        :func:`mixedpy.pooling.binomial_pooling`), or a table as :func:`mixedpy.pooling` returns (columns ``term,
         n, no_pooling, partial``, with ``complete`` used for the line)
     group : grouping factor (default: the first)
     term : coefficient to show (default ``(Intercept)``)
@@ -416,4 +368,4 @@ def predictions(draws, labels=None, observed=None, levels=(0.5, 0.95), sort: boo
     return ax
 
 
-__all__ = ["caterpillar", "shrinkage", "trace", "pp_check", "predictions", "binomial_pooling"]
+__all__ = ["caterpillar", "shrinkage", "trace", "pp_check", "predictions"]

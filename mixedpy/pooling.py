@@ -108,8 +108,11 @@ def pooling(formula_or_fit, data: pd.DataFrame | None = None, group: str | None 
         fit = lmer(formula_or_fit, data, **lmer_args)
     else:
         fit = formula_or_fit
+    if getattr(fit, "family", None) is not None and getattr(fit.family, "name", None) == "binomial":
+        return binomial_pooling(fit, group)
     if not isinstance(fit, LmerFit):
-        raise TypeError(f"pooling() needs an lmer fit or a formula (Gaussian models), got {type(fit).__name__}")
+        raise TypeError(f"pooling() needs an lmer fit or a formula (Gaussian models), or a binomial glmer fit "
+                        f"with a random intercept; got {type(fit).__name__}")
     d = fit.design
     groups = [t.group_name for t in fit.terms]
     group = groups[0] if group is None else group
@@ -163,3 +166,48 @@ class _MergedTerm:
 
 
 __all__ = ["pooling", "no_pooling"]
+
+
+def _intercept_term(fit, group: str | None):
+    cands = [i for i, t in enumerate(fit.terms) if "(Intercept)" in t.coef_names
+             and (group is None or t.group_name == group)]
+    if not cands:
+        which = f" for {group!r}" if group else ""
+        raise DataError(f"shrinkage needs a random intercept{which}; the model's terms are "
+                        + ", ".join(f"({' + '.join(t.coef_names)} | {t.group_name})" for t in fit.terms))
+    return cands[0]
+
+
+def binomial_pooling(fit, group: str | None = None) -> pd.DataFrame:
+    """No-pooling and partial-pooling probabilities per level for a binomial GLMM with a random
+    intercept, ``cbind(s, f) ~ 1 + (1 | g)`` (McElreath 2020, sec. 13.1; Gelman & Hill 2007,
+    sec. 14.1):
+
+        no pooling:       p_j = sum of successes / sum of trials in group j
+        partial pooling:  invlogit(beta_0 + b_j)            grand mean: invlogit(beta_0)
+
+    Returns a DataFrame indexed by level with columns ``term, n`` (trials), ``no_pooling,
+    partial`` and ``attrs["grand_mean"]``, ``attrs["scale"] = "probability"``.
+    """
+    i = _intercept_term(fit, group)
+    t = fit.terms[i]
+    codes, J = t.codes, t.n_levels
+    beta0 = float(fit.beta[list(fit.fixef_names).index("(Intercept)")]) if "(Intercept)" in fit.fixef_names else 0.0
+    b0 = np.asarray(fit.b_list[i])[:, list(t.coef_names).index("(Intercept)")]
+    eta_other = np.asarray(fit.linear_predictor()) - beta0 - b0[codes]
+    if np.ptp(eta_other) > 1e-8:
+        raise DataError("shrinkage for a GLMM is drawn on the probability scale and needs an "
+                        "intercept-only model such as cbind(s, f) ~ 1 + (1 | g)")
+    y = np.asarray(fit.design.y, dtype=float)
+    if y.ndim == 2:
+        succ, trials = y[:, 0], y.sum(axis=1)
+    else:
+        w = fit.design.weights if fit.design.weights is not None else np.ones(y.size)
+        succ, trials = y * w, w
+    n = np.bincount(codes, weights=trials, minlength=J)
+    out = pd.DataFrame({"term": "(Intercept)", "n": n,
+                        "no_pooling": np.bincount(codes, weights=succ, minlength=J) / n,
+                        "partial": fit._linkinv(beta0 + b0)}, index=pd.Index(list(t.levels), name=t.group_name))
+    out.attrs.update(grand_mean=float(fit._linkinv(np.array([beta0]))[0]), group=t.group_name,
+                     scale="probability")
+    return out

@@ -120,3 +120,17 @@ def test_pooling_errors(radon, radon_fit):
         pooling("log_radon ~ floor + (1 | county)")
     with pytest.raises(TypeError, match="lmer fit or a formula"):
         pooling(object())
+
+
+def test_binomial_glmer_pooling_on_the_probability_scale():
+    """For a binomial GLMM with a random intercept: raw proportions per group (no pooling) and
+    invlogit(beta_0 + b_j) (partial pooling), with trials as the group size."""
+    cb = mp.datasets.load("cbpp")
+    g = mp.glmer("cbind(incidence, size - incidence) ~ 1 + (1 | herd)", cb, family="binomial")
+    tab = pooling(g)
+    assert tab.attrs["scale"] == "probability"
+    raw = cb.groupby("herd")["incidence"].sum() / cb.groupby("herd")["size"].sum()
+    np.testing.assert_allclose(tab["no_pooling"].to_numpy(), raw.loc[tab.index].to_numpy())
+    np.testing.assert_allclose(tab["n"].to_numpy(), cb.groupby("herd")["size"].sum().loc[tab.index].to_numpy())
+    b = mp.ranef(g)["herd"]["(Intercept)"].loc[tab.index].to_numpy()
+    np.testing.assert_allclose(tab["partial"].to_numpy(), 1 / (1 + np.exp(-(g.beta[0] + b))))
