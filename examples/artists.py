@@ -39,7 +39,6 @@ def main(outdir=OUT, quick: bool = False, seed: int = 84735) -> dict:
     complete = float(songs["popularity"].mean())
     per_artist = songs.groupby("artist")["popularity"].agg(["size", "mean"])
     fit = mp.lmer("popularity ~ (1 | artist)", songs)
-    fit.data_name = "songs"
     mp.display(fit)
     partial = mp.coef(fit)["artist"]["(Intercept)"].loc[per_artist.index]
     mu = float(mp.fixef(fit)["(Intercept)"])

@@ -34,8 +34,6 @@ def main(outdir=OUT, quick: bool = False, seed: int = 2024) -> dict:
     m1 = mp.lmer("price ~ (1 | zipcode)", houses)
     m2 = mp.lmer("price ~ scale_sqft + (1 | zipcode)", houses)
     m3 = mp.lmer("price ~ scale_sqft + (scale_sqft | zipcode)", houses, REML=False)
-    for m in (m1, m2, m3):
-        m.data_name = "houses"
     display_text = mp.display(m3, print_output=False)
     print(display_text, "\n")
 

@@ -72,8 +72,6 @@ def main(outdir=OUT, quick: bool = False, seed: int = 11) -> dict:
     m2 = mp.lmer("con ~ week + (1 | id)", people)
     m3 = mp.lmer("con ~ week + group + (1 | id)", people)
     m4 = mp.lmer("con ~ week + group + (week | id)", people)
-    for m in (m1, m2, m3, m4):
-        m.data_name = "people"
     sh = mp.sigma_hat(m1)
     icc = sh["id"]["(Intercept)"] ** 2 / (sh["id"]["(Intercept)"] ** 2 + sh["data"] ** 2)
     print(f"intercept-only model: ICC = {icc:.3f} (share of variance between people)\n")
