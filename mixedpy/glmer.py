@@ -97,10 +97,6 @@ class GlmerFit(MixedModelFit):
         return np.nan
 
     @property
-    def converged(self) -> bool:
-        return bool(self.opt.converged) and not any("failed to converge" in m for m in self.messages)
-
-    @property
     def vcov_array(self) -> np.ndarray:
         """Hessian-based vcov of beta, 2 [H^{-1}]_{beta beta} (lme4's default for nAGQ >= 1), or
         (R_X'R_X)^{-1} at the final PIRLS weights for nAGQ = 0."""
@@ -128,9 +124,6 @@ class GlmerFit(MixedModelFit):
         return GlmerFit(design, problem, result, [m for _, m in result.messages], data_name=self.data_name)
 
     # -- per-observation quantities -------------------------------------------------------
-    def _u_precision_inverse_blocks(self):
-        return self.state.factor.u_precision_inverse_blocks()
-
     def _linkinv(self, eta):
         return self.family.linkinv(eta)
 

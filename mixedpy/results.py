@@ -64,6 +64,9 @@ class MixedModelFit(DesignBacked):
     beta: np.ndarray
     b_list: list[np.ndarray]
     use_scale: bool = True
+    opt: OptSummary           # the optimization record
+    state: object             # the fitted state; ``state.factor`` is the final BlockedFactor
+    messages: list[str]       # convergence messages
 
     @property
     def ngrps(self) -> dict[str, int]:
@@ -122,6 +125,15 @@ class MixedModelFit(DesignBacked):
     @property
     def se_fixef(self) -> np.ndarray:
         return np.sqrt(np.diag(self.vcov_array))
+
+    @property
+    def converged(self) -> bool:
+        """The optimizer reported convergence and no convergence check failed."""
+        return bool(self.opt.converged) and not any("failed to converge" in m for m in self.messages)
+
+    def _u_precision_inverse_blocks(self) -> list[np.ndarray]:
+        """Diagonal blocks of (Lambda'Z'WZ Lambda + I)^{-1} from the fit's final factor."""
+        return self.state.factor.u_precision_inverse_blocks()
 
     def postvar(self) -> list[np.ndarray]:
         """Conditional covariance of b per term and level, (J, k, k): sigma^2 T (A^{-1})_jj T'
@@ -308,17 +320,10 @@ class LmerFit(MixedModelFit):
         """ML deviance at these estimates (lme4 ``deviance(fit, REML = FALSE)``)."""
         return float(self.state.deviance_ml)
 
-    @property
-    def converged(self) -> bool:
-        return bool(self.opt.converged) and not any("failed to converge" in m for m in self.messages)
-
     @cached_property
     def vcov_array(self) -> np.ndarray:
         """sigma^2 (R_X'R_X)^{-1} (lme4 ``vcov.merMod``)."""
         return self.sigma ** 2 * self.state.factor.unscaled_vcov()
-
-    def _u_precision_inverse_blocks(self):
-        return self.state.factor.u_precision_inverse_blocks()
 
     @cached_property
     def fitted(self) -> np.ndarray:
