@@ -30,19 +30,17 @@ def statsmodels_fit(formula, data, groups, re_formula=None, vc=None):
 
 def main(quick: bool = False) -> None:
     print("case                         mixedpy seconds   peer seconds   ratio (mixedpy/peer)")
-    sleep = mp.datasets.load("sleepstudy")
-    t, fit = time_call(lambda: mp.lmer("Reaction ~ Days + (Days | Subject)", sleep), reps=20)
-    r = lme4_seconds("sleepstudy", 20)
-    row("sleepstudy", t, "lme4", r and r["seconds"], f"REML diff {fit.criterion - r['deviance']:+.1e}" if r else "")
-    ts, _ = time_call(lambda: statsmodels_fit("Reaction ~ Days", sleep, "Subject", "~Days"), reps=5)
-    row("sleepstudy", t, "statsmodels", ts)
-
-    exam = mp.datasets.load("exam")
-    t, fit = time_call(lambda: mp.lmer("normexam ~ standLRT + sex + (standLRT | school)", exam), reps=5)
-    r = lme4_seconds("exam", 5)
-    row("exam", t, "lme4", r and r["seconds"], f"REML diff {fit.criterion - r['deviance']:+.1e}" if r else "")
-    ts, _ = time_call(lambda: statsmodels_fit("normexam ~ standLRT + sex", exam, "school", "~standLRT"), reps=1)
-    row("exam", t, "statsmodels", ts)
+    # (case, lme4 formula, statsmodels fixed part, groups, re_formula, repetitions mixedpy/statsmodels)
+    small = [("sleepstudy", "Reaction ~ Days + (Days | Subject)", "Reaction ~ Days", "Subject", "~Days", 20, 5),
+             ("exam", "normexam ~ standLRT + sex + (standLRT | school)", "normexam ~ standLRT + sex", "school",
+              "~standLRT", 5, 1)]
+    for case, formula, fixed, groups, re_formula, reps, sm_reps in small:
+        data = mp.datasets.load(case)
+        t, fit = time_call(lambda: mp.lmer(formula, data), reps=reps)
+        r = lme4_seconds(case, reps)
+        row(case, t, "lme4", r and r["seconds"], f"REML diff {fit.criterion - r['deviance']:+.1e}" if r else "")
+        ts, _ = time_call(lambda: statsmodels_fit(fixed, data, groups, re_formula), reps=sm_reps)
+        row(case, t, "statsmodels", ts)
 
     ie = mp.datasets.load("insteval")
     formula = "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)"
