@@ -340,6 +340,8 @@ class LmerFit(MixedModelFit):
         from .lmer import fit_problem
 
         reml = self.reml if reml is None else reml
+        # the quiet ML refit of a REML fit (display's deviance, profiles) is made once: fits never change
+        cacheable = not reml and kwargs == {"quiet": True} and newresp is None
         start = kwargs.pop("start", self.theta)
         design, problem = self.design, self.problem
         if newresp is not None:
@@ -348,5 +350,10 @@ class LmerFit(MixedModelFit):
             problem = LMMProblem(design.terms, design.X, y, design.weights, design.offset)
         elif reml == self.reml and not set(kwargs) - {"quiet"}:
             return self
+        elif cacheable:
+            if getattr(self, "_quiet_ml_refit", None) is None:
+                self._quiet_ml_refit = fit_problem(design, problem, reml=False, start=start,
+                                                   data_name=self.data_name, **kwargs)
+            return self._quiet_ml_refit
         return fit_problem(design, problem, reml=reml, start=start, data_name=self.data_name, **kwargs)
 
