@@ -24,6 +24,7 @@ import numpy as np
 from scipy import special
 
 from ..rformat import format_r
+from ..validation import check_constant_response
 
 _PROBIT_FACTOR = (1.0 / np.sqrt(2.0 * np.pi)) / 0.25
 
@@ -308,6 +309,8 @@ def resolve_priors(family: str, link: str, y: np.ndarray, X: np.ndarray, fixef_n
     probit = link == "probit"
     has_int = "(Intercept)" in fixef_names
     others = [j for j, nm in enumerate(fixef_names) if nm != "(Intercept)"]
+    if gaussian:
+        check_constant_response(y, None, "y", "rstanarm's autoscaled priors (scale 2.5 sd(y))")
     sd_y = float(np.std(y, ddof=1)) if gaussian else 1.0
     sd_x = np.std(X[:, others], axis=0, ddof=1) if others else np.zeros(0)
     sd_x = np.where(sd_x > 0, sd_x, 1.0)
