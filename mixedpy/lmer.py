@@ -40,7 +40,7 @@ def fit_problem(design: ModelDesign, problem: LMMProblem, reml: bool = True, sta
     is not finite at the optimum raises :class:`~mixedpy.errors.FitError`: there is no fit to return.
     """
     def objective(theta):
-        return problem.objective(theta, reml)
+        return problem.scale_free_objective(theta, reml)
 
     x0 = problem.start_theta() if start is None else np.asarray(start, dtype=float)
     if len(x0) != len(problem.lower):
@@ -58,6 +58,7 @@ def fit_problem(design: ModelDesign, problem: LMMProblem, reml: bool = True, sta
     conv = assess(opt, singular)
     if not quiet:
         emit(list(conv.warnings))
+    opt.fmin += problem.scale_offset(reml)
     state = problem.profile(opt.x)
     return LmerFit(design, problem, reml, opt, state, conv.messages, data_name)
 

@@ -26,6 +26,8 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from .response import ResponseScaling
+
 
 class NotPositiveDefinite(np.linalg.LinAlgError):
     """The downdated cross-product matrix is not positive definite (lme4: 'Downdated VtV')."""
@@ -71,15 +73,25 @@ class CrossProducts:
     X : (n, p) fixed-effects matrix (p may be 0)
     y : (n,) response, offset already subtracted
     sqrt_w : (n,) square roots of the weights, or None
+    stabilize : replace y by its scaled weighted-OLS residual y_tilde = (y - X c) / s before forming
+        the cross-products (:mod:`mixedpy.linalg.response`), so that a large mean or an extreme
+        scale of y costs no digits.  The factor's ``pwrss`` and ``coefficients()`` are then mapped
+        back to y; ``C``, ``B`` and ``L22``'s last row hold y_tilde's products, and ``response``
+        says how to map them.  Without it ``response`` is the identity.
     """
 
     #: use a sparse B = [Z_rest|X|y]'WZ_1 when it is bigger than this and sparse enough
     DENSE_LIMIT = 400_000
     SPARSE_DENSITY = 0.25
 
-    def __init__(self, blocks: list[TermBlock], X: np.ndarray, y: np.ndarray, sqrt_w: np.ndarray | None = None):
+    def __init__(self, blocks: list[TermBlock], X: np.ndarray, y: np.ndarray, sqrt_w: np.ndarray | None = None,
+                 stabilize: bool = False):
         self.blocks = blocks
         self.p = X.shape[1]
+        if stabilize:
+            self.response, y = ResponseScaling.of(X, y, sqrt_w)
+        else:
+            self.response = ResponseScaling.identity(self.p)
         first, rest = blocks[0], blocks[1:]
         self.J1, self.k1 = first.n_levels, first.k
         self.q1 = first.width
@@ -227,7 +239,9 @@ class BlockedFactor:
         d2 = np.diag(L22)
         self.ldL2 = 2.0 * (np.log(d1).sum() + np.log(d2[:r]).sum())
         self.ldRX2 = 2.0 * np.log(np.abs(d2[r:r + p])).sum()
-        self.pwrss = float(d2[-1] ** 2)
+        #: pwrss of the response the cross-products were formed from (y_tilde when stabilized)
+        self.pwrss_tilde = float(d2[-1] ** 2)
+        self.pwrss = cp.response.pwrss(self.pwrss_tilde)
 
     # ----- solves with the (u, beta) part of L, i.e. A without the y row and column --------
     def _L21_dense(self, rows: slice) -> np.ndarray:
@@ -255,14 +269,14 @@ class BlockedFactor:
         return c1, c2
 
     def coefficients(self) -> tuple[np.ndarray, np.ndarray]:
-        """(u-hat of length q, beta-hat of length p): back-substitution with the last row of L."""
+        """(u-hat of length q, beta-hat of length p) of y: back-substitution with the last row of L,
+        mapped back from y_tilde when the cross-products were stabilized."""
         cp = self.cp
         c1 = self._L21_dense(slice(cp.m - 1, cp.m)).ravel()
         c2 = self.L22[-1, :-1]
         x1, x2 = self.solve_upper(c1, c2)
         u = np.concatenate([x1, x2[:cp.q_rest]])
-        beta = x2[cp.q_rest:]
-        return u, beta
+        return cp.response.u(u), cp.response.beta(x2[cp.q_rest:])
 
     def rx(self) -> np.ndarray:
         """R_X (p x p upper triangular) with R_X'R_X = X'WX - R_ZX'R_ZX."""
