@@ -17,6 +17,7 @@ from .inference import anova, confint
 from .lmer import LMM, lmer
 from .pooling import pooling
 from .results import LmerFit
+from .threads import get_num_threads, set_num_threads
 from .tidy import glance, tidy
 
 __version__ = "0.1.0"
@@ -30,6 +31,8 @@ __all__ = [
     "display", "sim", "SimResult", "predictive_draws", "anova", "confint", "pooling",
     # Bayesian priors and comparison
     "normal", "student_t", "cauchy", "exponential", "decov", "lkj", "compare",
+    # BLAS threads of the kernel
+    "set_num_threads", "get_num_threads",
     # output, plots, data
     "tidy", "glance", "plot", "datasets", "families",
     # errors and warnings

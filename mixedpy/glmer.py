@@ -19,6 +19,7 @@ from .formula.design import ModelDesign, build_design
 from .glmm import GLMMProblem, GlmmFitResult, SeparationWarning, check_separation, emit_all, fit_glmm
 from .linalg.blocked import BlockedFactor
 from .lmer import caller_namespace, data_name
+from .threads import controls_threads
 from .optimize import OptSummary
 from .results import MixedModelFit, _new_response
 from .validation import check_bool, check_constant_response
@@ -164,6 +165,7 @@ class GlmerFit(MixedModelFit):
 
 
 # ------------------------------------------------------------------------------------------
+@controls_threads
 def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None = None, nAGQ: int = 1,
           weights=None, offset=None, start=None, calc_derivs: bool = True) -> GlmerFit:
     """Fit a generalized linear mixed model by maximum likelihood, as lme4's ``glmer``.

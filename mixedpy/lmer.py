@@ -1,11 +1,12 @@
 """``lmer``: formula -> design -> LMM problem -> optimizer -> LmerFit (lme4's four stages)."""
 from __future__ import annotations
 
-import inspect
+import sys
 
 import numpy as np
 import pandas as pd
 
+from . import threads
 from .errors import FitError
 from .formula.design import ModelDesign, build_design
 from .lmm import LMMProblem
@@ -16,9 +17,14 @@ from .validation import check_bool, check_constant_response, check_single_respon
 
 
 def caller_namespace(depth: int = 2) -> dict:
-    """Variables visible where the user called us, so formulas can use them (as R's environment)."""
-    frame = inspect.stack()[depth].frame
+    """Variables visible where the user called us, so formulas can use them (as R's environment).
+
+    ``depth`` counts frames up from this function (2: the caller of the function calling us);
+    the thread-control wrappers of :mod:`mixedpy.threads` in between are skipped."""
+    frame = sys._getframe(depth)
     try:
+        while frame.f_back is not None and frame.f_globals.get("__name__") == threads.__name__:
+            frame = frame.f_back
         return {**frame.f_globals, **frame.f_locals}
     finally:
         del frame
@@ -29,6 +35,7 @@ def data_name(namespace: dict, data) -> str:
     return next((k for k, v in namespace.items() if v is data and not k.startswith("_")), "data")
 
 
+@threads.controls_threads
 def fit_problem(design: ModelDesign, problem: LMMProblem, reml: bool = True, start=None,
                 optimizer: str = "bobyqa", calc_derivs: bool = True, data_name: str = "data",
                 quiet: bool = False) -> LmerFit:
@@ -63,6 +70,7 @@ def fit_problem(design: ModelDesign, problem: LMMProblem, reml: bool = True, sta
     return LmerFit(design, problem, reml, opt, state, conv.messages, data_name)
 
 
+@threads.controls_threads
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, weights=None, offset=None, start=None,
          optimizer: str = "bobyqa", calc_derivs: bool = True) -> LmerFit:
     """Fit a linear mixed model by REML (default) or ML, as lme4's ``lmer``.

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..formula.design import build_design
 from ..lmer import caller_namespace, fit_problem
+from ..threads import controls_threads
 from ..lmm import LMMProblem
 from .diagnostics import convergence_messages, diagnose
 from .lmm_posterior import LMMPosterior
@@ -74,6 +75,7 @@ def _finish(design, family, link, priors, draws, out, chains, method, rng, trial
     return post
 
 
+@controls_threads
 def bayes_lmer(formula: str, data, prior="default", prior_intercept="default", prior_aux="default",
                prior_covariance=None, chains: int = 4, iter: int = 2000, warmup: int | None = None,
                seed=None, progress: bool = True, weights=None, offset=None, nwalkers: int | None = None,
@@ -121,6 +123,7 @@ def bayes_lmer(formula: str, data, prior="default", prior_intercept="default", p
                    param_names=model.param_names)
 
 
+@controls_threads
 def bayes_glmer(formula: str, data, family: str = "binomial", link: str | None = None, prior="default",
                 prior_intercept="default", prior_covariance=None, chains: int = 4, iter: int = 2000,
                 warmup: int | None = None, seed=None, progress: bool = True, weights=None, offset=None,

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from ..threads import block_threads
 from .response import ResponseScaling
 
 
@@ -213,18 +214,17 @@ class CrossProducts:
         R = np.einsum("ab,jcb->jac", T1, L1inv)  # T1 L1_j^{-T}
 
         L21 = self._scaled_B(T_list[1:], R)
-        if self.sparse:
-            schur = (L21 @ L21.T).toarray()
-        else:
-            schur = L21 @ L21.T
-        Cs = self._scaled_C(T_list[1:])
-        G = Cs - schur
-        idx = np.arange(self.q_rest)
-        G[idx, idx] += 1.0
-        try:
-            L22 = sla.cholesky(G, lower=True, check_finite=False)
-        except np.linalg.LinAlgError as exc:
-            raise NotPositiveDefinite("downdated cross-product matrix is not positive definite") from exc
+        # the dense m x m work (Schur complement and factor) is the only place where more than one
+        # BLAS thread can pay off, and only for a large m (mixedpy.threads)
+        with block_threads(self.m):
+            schur = (L21 @ L21.T).toarray() if self.sparse else L21 @ L21.T
+            G = self._scaled_C(T_list[1:]) - schur
+            idx = np.arange(self.q_rest)
+            G[idx, idx] += 1.0
+            try:
+                L22 = sla.cholesky(G, lower=True, check_finite=False)
+            except np.linalg.LinAlgError as exc:
+                raise NotPositiveDefinite("downdated cross-product matrix is not positive definite") from exc
         return BlockedFactor(self, T_list, L1, L1inv, L21, L22)
 
 
