@@ -9,9 +9,9 @@ from . import datasets, families, plot
 from .accessors import VarCorr, coef, fixef, ranef, se_fixef, se_ranef, sigma_hat, vcov
 from .arm import SimResult, display, predictive_draws, sim
 from .bayes import bayes_glmer, bayes_lmer, cauchy, compare, decov, exponential, lkj, normal, student_t
-from .errors import (ConvergenceWarning, DataError, DataWarning, FormulaError, MissingValuesWarning, MixedpyError,
+from .errors import (BootstrapWarning, ConvergenceWarning, DataError, DataWarning, DiagnosticWarning, FitError,
+                     FormulaError, FormulaWarning, MissingValuesWarning, MixedpyError, MixedpyInfo, MixedpyWarning,
                      RankDeficiencyWarning, ScaleWarning, SingularFitWarning, ZeroWeightsWarning)
-from .errors import BootstrapWarning, DiagnosticWarning, FitError, MixedpyInfo, MixedpyWarning
 from .glmer import GlmerFit, glmer
 from .inference import anova, confint
 from .lmer import LMM, lmer
@@ -37,6 +37,6 @@ __all__ = [
     "tidy", "glance", "plot", "datasets", "families",
     # errors and warnings
     "ConvergenceWarning", "SingularFitWarning", "DataError", "FormulaError", "MixedpyError",
-    "DataWarning", "MissingValuesWarning", "ZeroWeightsWarning", "RankDeficiencyWarning", "ScaleWarning",
+    "DataWarning", "FormulaWarning", "MissingValuesWarning", "ZeroWeightsWarning", "RankDeficiencyWarning", "ScaleWarning",
     "FitError", "MixedpyWarning", "MixedpyInfo", "BootstrapWarning", "DiagnosticWarning",
 ]

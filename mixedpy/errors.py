@@ -43,7 +43,7 @@ class SingularFitWarning(MixedpyWarning):
     """A variance component is estimated at (or within 1e-4 of) zero."""
 
 
-class DataWarning(UserWarning):
+class DataWarning(MixedpyWarning):
     """The data were used in a way the user may not expect (rows dropped, columns dropped, scales);
     the message says what was done and what to do."""
 

@@ -62,7 +62,7 @@ class PIRLSError(FitError):
     values it means the model cannot be fitted."""
 
 
-class SeparationWarning(UserWarning):
+class SeparationWarning(ConvergenceWarning):
     """Fitted probabilities of 0 or 1: the fixed effects separate the outcome."""
 
 

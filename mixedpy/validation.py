@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .errors import (DataError, MissingValuesWarning, RankDeficiencyWarning, ScaleWarning,
+from .errors import (DataError, DataWarning, MissingValuesWarning, RankDeficiencyWarning, ScaleWarning,
                      ZeroWeightsWarning)
 
 
@@ -370,7 +370,7 @@ def check_binomial_response(y: np.ndarray, weights: np.ndarray | None, name: str
     k = prior * yv
     if np.any(np.abs(k - np.round(k)) > 1e-3):
         warnings.warn(f"non-integer number of successes in binomial response {name!r}: proportions need "
-                      "weights=trials (successes = weights * y must be whole numbers)", UserWarning, stacklevel=4)
+                      "weights=trials (successes = weights * y must be whole numbers)", DataWarning, stacklevel=4)
 
 
 def check_poisson_response(y: np.ndarray, name: str) -> None:

@@ -48,7 +48,7 @@ def test_objective_inf_everywhere_is_not_converged(optimizer):
 
 def test_lmer_with_no_finite_objective_raises_fit_error():
     design, problem = design_and_problem()
-    problem.objective = lambda theta, reml: np.inf
+    problem.scale_free_objective = lambda theta, reml: np.inf   # what fit_problem minimizes
     with pytest.raises(FitError, match="not finite at any"):
         fit_problem(design, problem)
     assert issubclass(FitError, mp.MixedpyError)
@@ -67,8 +67,8 @@ def test_minus_inf_is_a_failure_not_an_optimum():
 
 def test_lmer_refuses_a_minus_inf_criterion():
     design, problem = design_and_problem()
-    real = problem.objective
-    problem.objective = lambda theta, reml: -np.inf if theta[0] > 1.2 else real(theta, reml)
+    real = problem.scale_free_objective
+    problem.scale_free_objective = lambda theta, reml: -np.inf if theta[0] > 1.2 else real(theta, reml)
     with pytest.raises(FitError, match="unbounded below"):
         fit_problem(design, problem)
 
@@ -104,13 +104,13 @@ def test_lmer_with_nonfinite_derivatives_is_not_converged():
     """The objective is finite at the optimum but +inf just beside it: the finite differences are
     not finite, and the fit must say so."""
     design, problem = design_and_problem()
-    real = problem.objective
+    real = problem.scale_free_objective
     fit0 = fit_problem(design, problem, quiet=True)
     t_hat = float(fit0.theta[0])
 
     def obj(theta, reml):
         return real(theta, reml) if abs(theta[0] - t_hat) < 5e-5 or abs(theta[0] - t_hat) > 1e-3 else np.inf
-    problem.objective = obj
+    problem.scale_free_objective = obj
     with pytest.warns(mp.ConvergenceWarning, match="not finite"):
         fit = fit_problem(design, problem, start=fit0.theta)
     assert not fit.converged and fit.convergence.hessian.problem == "nonfinite"

@@ -19,10 +19,11 @@ import warnings
 
 import numpy as np
 
+from ..errors import DiagnosticWarning
 from ..formula.design import build_design
 from ..lmer import caller_namespace, fit_problem
-from ..threads import controls_threads
 from ..lmm import LMMProblem
+from ..threads import controls_threads
 from .diagnostics import convergence_messages, diagnose
 from .lmm_posterior import LMMPosterior
 from .posterior import Posterior
@@ -33,7 +34,7 @@ from ..validation import check_constant_response, check_single_response
 _DEFAULT_LINK = {"binomial": "logit", "poisson": "log", "gaussian": "identity"}
 
 
-class BayesConvergenceWarning(UserWarning):
+class BayesConvergenceWarning(DiagnosticWarning):
     """R-hat or effective sample size indicate an unreliable posterior sample."""
 
 
