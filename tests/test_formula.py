@@ -5,7 +5,7 @@ import pytest
 
 import mixedpy as mp
 from mixedpy.formula.bars import BarTerm, parse_formula
-from mixedpy.formula.design import build_design, r_column_name
+from mixedpy.formula.design import build_design
 
 # the small random data sets here carry no group effect, so singular fits are expected
 pytestmark = pytest.mark.filterwarnings("ignore::mixedpy.SingularFitWarning")
@@ -46,14 +46,6 @@ def test_offset_term_is_collected():
 def test_malformed_formulas(bad, msg):
     with pytest.raises(mp.FormulaError, match=msg):
         parse_formula(bad)
-
-
-@pytest.mark.parametrize("patsy_name, r_name", [
-    ("Intercept", "(Intercept)"), ("sex[T.M]", "sexM"), ("C(period)[T.2]", "period2"),
-    ("a[T.x]:b", "ax:b"), ("period[1]", "period1"), ("Days", "Days"), ("np.log(x)", "np.log(x)"),
-])
-def test_r_column_names(patsy_name, r_name):
-    assert r_column_name(patsy_name) == r_name
 
 
 @pytest.fixture

@@ -60,7 +60,6 @@ def test_grouseticks_observation_level_design_passes_the_checks():
         build_design(r["formula"], gt)
 
 
-@pytest.mark.slow  # ~4 s with one BLAS thread, minutes when OpenBLAS threads compete on a loaded machine
 def test_grouseticks_observation_level_term_fits_as_lme4():
     """lme4's own ?grouseticks example: INDEX has one level per row (403 = n) beside two terms;
     584 random effects in total, but the check is per term, and glmer allows q_i = n."""

@@ -27,27 +27,6 @@ from .rsyntax import all_names, parse
 from .rterms import expand_dot
 
 
-_LEVEL = re.compile(r"^(?P<var>.*?)\[(?:T\.|S\.)?(?P<level>.*)\]$")
-
-
-def r_column_name(patsy_name: str) -> str:
-    """patsy's column names in lme4's spelling: ``Intercept`` -> ``(Intercept)``,
-    ``sex[T.M]`` -> ``sexM``, ``C(period)[T.2]`` -> ``period2``, ``a[T.x]:b`` -> ``ax:b``."""
-    if patsy_name == "Intercept":
-        return "(Intercept)"
-    parts = []
-    for part in patsy_name.split(":"):
-        m = _LEVEL.match(part)
-        if m:
-            var = m.group("var")
-            c = re.match(r"^C\((\w+)\)$", var)
-            if c:
-                var = c.group(1)
-            part = f"{var}{m.group('level')}"
-        parts.append(part)
-    return ":".join(parts)
-
-
 def formula_variables(expr: str) -> set[str]:
     """Names an R formula expression reads (R's ``all.vars``; function names excluded)."""
     return set(all_names(parse(expr)))
