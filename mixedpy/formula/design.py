@@ -97,13 +97,13 @@ def grouping_codes(data: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarr
     for codes, labels in per_factor:
         combined = combined * len(labels) + codes
     used, new_codes = np.unique(combined, return_inverse=True)
-    labels = []
-    for value in used:
-        parts = []
-        for codes, lab in reversed(per_factor):
-            parts.append(lab[value % len(lab)])
-            value //= len(lab)
-        labels.append(":".join(reversed(parts)))
+    # decode each used combination into its factors' labels, all combinations at once
+    parts, rest = [], used
+    for _, lab in reversed(per_factor):
+        parts.append(pd.Series(np.asarray(lab, dtype=object)[rest % len(lab)]))
+        rest = rest // len(lab)
+    parts.reverse()
+    labels = parts[0].str.cat(parts[1:], sep=":").tolist()
     return new_codes.astype(np.int64), labels
 
 

@@ -53,7 +53,10 @@ def level_label(value) -> str:
 def sorted_levels(values: pd.Series) -> list:
     """Levels in R's order: categorical order if given, else sorted unique values."""
     if isinstance(values.dtype, pd.CategoricalDtype):
-        return [c for c in values.cat.categories if (values == c).any()]
+        # the categories that occur, in their order: one pass over the codes, not one per category
+        codes = values.cat.codes.to_numpy()
+        seen = np.bincount(codes[codes >= 0], minlength=len(values.cat.categories)) > 0
+        return values.cat.categories[seen].tolist()
     uniq = pd.unique(values.dropna())
     if all(isinstance(v, str) for v in uniq):
         # R's sort() of strings collates case-insensitively first, lower case before upper on ties
