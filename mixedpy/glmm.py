@@ -28,7 +28,11 @@ s_j = 1 / L_jj and (z_k, w_k) the Gauss-Hermite rule for the standard normal den
 (Pinheiro & Bates 1995, J. Comput. Graph. Stat. 4(1); Liu & Pierce 1994, Biometrika 81(3)).
 
 **Fitting** follows glmer's two stages: stage 1 optimizes theta with the nAGQ = 0 objective (u and
-beta from PIRLS); stage 2 (nAGQ >= 1) optimizes (theta, beta) jointly.  The vcov of beta is
+beta from PIRLS); stage 2 (nAGQ >= 1) optimizes (theta, beta) jointly.  Its optimum is then
+re-examined with the exact objective (PIRLS converged tightly, ldL2 at the converged weights):
+where the two differ, the PIRLS-path noise in lme4's value may have stopped BOBYQA in a spurious
+minimum, so the exact objective is polished from there and the result kept only if it lowers
+lme4's objective (:func:`polish_noisy_optimum`).  The vcov of beta is
 2 [H^{-1}]_{beta beta} from the finite-difference Hessian H of the stage-2 objective (lme4's
 default ``use.hessian``), falling back to (R_X'R_X)^{-1} when H is not positive definite.
 """
@@ -54,6 +58,24 @@ MAX_HALVINGS = 20
 #: PIRLS tolerance for the final state and the finite-difference Hessian: the Hessian divides by
 #: delta^2 = 1e-8, so the objective must be reproducible far below lme4's 1e-7 relative pdev change
 TOL_TIGHT = 1e-12
+#: PIRLS-path noise.  lme4's Laplace/AGQ value takes ldL2 from the last PIRLS factor (weights of the
+#: previous mu), so it differs from the exact value (tight PIRLS, factored at the converged weights)
+#: by a path-dependent term, up to ~2e-5 relative on the differential corpus; mostly it is smooth near
+#: the optimum (lme4 and mixedpy then minimize the same smooth function), but its jumps can stop
+#: BOBYQA in a spurious local minimum.  A polished point must lower the reported (lme4-style)
+#: objective by more than POLISH_GAIN_RTOL * max(1, |objective|) -- the corpus's tolerance on the
+#: objective, so that noise-sized gains never move lme4's estimates -- and since the noise at the
+#: polished point is >= ~-1e-7 relative, a polish can only gain that much where the noise at the
+#: optimum is as large: the trigger threshold NOISE_RTOL is the same number
+POLISH_GAIN_RTOL = 1e-6
+NOISE_RTOL = POLISH_GAIN_RTOL
+#: the polish's BOBYQA starts with this fraction of stage 2's initial step (it only has to leave a
+#: noise-sized basin around the optimum) and stops when an iteration gains less than
+#: POLISH_FTOL_RTOL * max(1, |objective|) (far below the gain it is judged by)
+POLISH_STEP = 0.1
+POLISH_FTOL_RTOL = 1e-9
+#: at most this many exact evaluations per parameter in the polish
+POLISH_MAXEVAL_PER_PAR = 100
 
 
 class PIRLSError(FitError):
@@ -284,6 +306,58 @@ class GlmmFitResult:
     opt_stage2: OptSummary | None
     messages: list[tuple[type, str]] = field(default_factory=list)
     convergence: Convergence | None = None
+    polish: PolishRecord | None = None
+
+
+@dataclass(frozen=True)
+class PolishRecord:
+    """What :func:`polish_noisy_optimum` did at the stage-2 optimum.
+
+    ``f_reported``/``f_exact`` are the lme4-style and the exact objective at the optimizer's point
+    ``x``; ``noise = f_reported - f_exact``.  When the noise exceeded the threshold (``triggered``)
+    the exact objective was minimized from ``x`` to ``x_polished`` (``n_evals`` evaluations, the
+    optimizer's ``status``), where the objectives are ``f_polished_reported``/``f_polished_exact``;
+    ``accepted`` says whether ``x_polished`` replaced ``x`` (it lowered the reported objective by more
+    than ``gain_tol``).
+    """
+
+    x: np.ndarray
+    f_reported: float
+    f_exact: float
+    noise_tol: float
+    gain_tol: float
+    triggered: bool = False
+    accepted: bool = False
+    x_polished: np.ndarray | None = None
+    f_polished_reported: float = np.nan
+    f_polished_exact: float = np.nan
+    n_evals: int = 0
+    status: str = ""
+
+    @property
+    def noise(self) -> float:
+        return self.f_reported - self.f_exact
+
+    @property
+    def noise_dominated(self) -> bool:
+        """The polish was rejected although the exact objective is lower at ``x_polished`` by more than
+        ``gain_tol``: the reported optimum is off the exact one by more than the tolerance."""
+        return bool(self.triggered and not self.accepted and self.f_exact - self.f_polished_exact > self.gain_tol)
+
+    @property
+    def gain(self) -> float:
+        """How much the polish lowered the reported objective (NaN when it did not run)."""
+        return self.f_reported - self.f_polished_reported
+
+    def describe(self) -> str:
+        """One sentence for the convergence record's optimizer message."""
+        if not self.triggered:
+            return ""
+        head = (f"PIRLS-path noise {self.noise:+.3g} in the objective at the optimum; polish of the exact "
+                f"objective ({self.n_evals} evaluations)")
+        if self.accepted:
+            return f"{head} lowered it by {self.gain:.3g} and was kept"
+        return f"{head} did not lower it (change {-self.gain:+.3g}); estimates kept"
 
 
 def _parse_start(start, problem: GLMMProblem):
@@ -388,12 +462,26 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
             memo2["eta"] = st.eta - problem.offset
         return problem.objective(st, nAGQ)
 
+    def stage2_exact(pars):
+        # the same objective with PIRLS converged tightly and factored at the converged weights: a
+        # smooth function of (theta, beta), free of the PIRLS-path noise (never moves the warm start)
+        problem.n_evals += 1
+        try:
+            st = problem.pirls(pars[:nth], pars[nth:], problem.offset + memo2["eta"], TOL_TIGHT, refactor=True)
+        except (PIRLSError, NotPositiveDefinite):
+            return np.inf
+        return problem.objective(st, nAGQ)
+
     lower2 = np.concatenate([problem.lower, np.full(p, -np.inf)])
     x2 = np.concatenate([opt1.x, beta1])
     step = 0.2 * np.concatenate([np.full(nth, 0.1), np.minimum(se1, 10.0)])
     opt2 = minimize(stage2, x2, lower2, initial_step=step, xtol_abs=1e-7 * step, ftol_abs=1e-10,
                     maxeval=10_000)
     _require_finite(opt2, "stage 2")
+    eta_opt = memo2["eta"]
+    opt2, polish = polish_noisy_optimum(stage2, stage2_exact, opt2, lower2, POLISH_STEP * step)
+    if not polish.accepted:
+        memo2["eta"] = eta_opt  # (warm start) a rejected polished point does not move the start either
     opt2 = boundary_snap(stage2, opt2)
 
     eta_opt = memo2["eta"]
@@ -417,11 +505,61 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
             source = "Hessian"
     if vcov is None:
         vcov = factor.unscaled_vcov()
+    if polish.noise_dominated:
+        extra.append((ConvergenceWarning, (
+            f"the Laplace/AGQ objective is noisy at the estimates: with the log-determinant from the last PIRLS "
+            f"iteration (as lme4) it differs by {polish.noise:+.3g} from its exact value, and the exact objective is "
+            f"{polish.f_exact - polish.f_polished_exact:.3g} lower at nearby estimates "
+            "(fit.result.polish.x_polished) that the reported objective does not prefer; the estimates are "
+            "uncertain at that level - rescale predictors or simplify the random effects.")))
     conv = assess(opt2, singular, extra=extra)
-    conv = dataclasses.replace(conv, warnings=tuple(stage1_msgs) + conv.warnings)
+    note = polish.describe()
+    conv = dataclasses.replace(conv, warnings=tuple(stage1_msgs) + conv.warnings,
+                               optimizer_message=f"{conv.optimizer_message}; {note}" if note else
+                               conv.optimizer_message)
     opt2.convergence = conv
     return GlmmFitResult(nAGQ, st.theta, opt2.x[nth:].copy(), st, factor, objective, vcov, source, opt1, opt2,
-                         list(conv.warnings), conv)
+                         list(conv.warnings), conv, polish)
+
+
+def polish_noisy_optimum(reported, exact, opt: OptSummary, lower: np.ndarray, step,
+                         noise_rtol: float = NOISE_RTOL, gain_rtol: float = POLISH_GAIN_RTOL,
+                         maxeval: int | None = None,
+                         ftol_rtol: float = POLISH_FTOL_RTOL) -> tuple[OptSummary, PolishRecord]:
+    """Re-examine an optimum of the noisy lme4-style objective with the exact one.
+
+    lme4's Laplace value takes ldL2 from the factor of the last PIRLS iteration, whose weights are
+    those of the previous mu, so ``reported`` (f) is the exact, smooth objective (f*, ``exact``) plus
+    a non-smooth term of up to ~2e-5 relative that depends on the PIRLS path.  BOBYQA on f can stop in
+    a local minimum that this term creates.  Where f(x) = f*(x) to ``noise_rtol`` the term is
+    negligible and x is kept: one exact evaluation is the whole cost.  Otherwise BOBYQA minimizes f*
+    from x (initial step ``step``) and its result replaces x only if f there is lower than f(x) by
+    more than ``gain_rtol`` * max(1, |f(x)|): the fit keeps lme4's objective, so that lme4's
+    estimates are reproduced where lme4 stops at a true optimum, and the polish can only lower it.
+
+    ``opt.fmin`` must be ``reported(opt.x)``.  Returns the (possibly updated) summary and the record.
+    """
+    x, f = opt.x.copy(), float(opt.fmin)
+    scale = max(1.0, abs(f))
+    f_exact = float(exact(x))
+    record = PolishRecord(x=x, f_reported=f, f_exact=f_exact, noise_tol=noise_rtol * scale, gain_tol=gain_rtol * scale)
+    opt.n_evals += 1
+    if not np.isfinite(f_exact) or abs(f - f_exact) <= record.noise_tol:
+        return opt, record
+    step = np.broadcast_to(np.asarray(step, dtype=float), x.shape).copy()
+    if maxeval is None:
+        maxeval = POLISH_MAXEVAL_PER_PAR * (x.size + 1)
+    pol = minimize(exact, x, lower, initial_step=step, xtol_abs=1e-7 * step, ftol_abs=ftol_rtol * scale,
+                   maxeval=maxeval)
+    f_pol = float(reported(pol.x)) if np.isfinite(pol.fmin) else np.inf
+    accepted = bool(np.isfinite(f_pol) and f_pol < f - record.gain_tol)
+    record = dataclasses.replace(record, triggered=True, accepted=accepted, x_polished=pol.x.copy(),
+                                 f_polished_reported=f_pol, f_polished_exact=float(pol.fmin),
+                                 n_evals=pol.n_evals, status=pol.status)
+    opt.n_evals += pol.n_evals + 1
+    if accepted:
+        opt.x, opt.fmin = pol.x.copy(), f_pol
+    return opt, record
 
 
 def _require_finite(opt: OptSummary, stage: str) -> None:
