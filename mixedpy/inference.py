@@ -20,6 +20,14 @@ For a fixed effect, beta_j = v moves x_j v into the offset and d is minimized ov
 and the other betas profiled out).  The interval ends solve zeta(v) = +-z_{(1+level)/2}; we
 find them by bracketing and Brent's method on the exact profile (lme4 interpolates a spline
 through a grid, so the two differ by lme4's interpolation error, around 1e-4 relative).
+
+Every tolerance is relative to the parameter's natural scale, so the intervals are equivariant
+under y -> a + k y (the sd's, sigma and the fixed effects map by k, the intercept also moves by a,
+correlations are unchanged): the inner fits over the variance parameters run on phi / scale with
+scale = sigma-hat for sd's and sigma (1 for correlations and for models without a scale), the fixed
+effects of a glmer profile on beta / se(beta), and Brent's method stops at 1e-6 of the first
+bracketing step (a multiple of se(beta_j) or sigma-hat), never at an absolute or |hat|-relative
+width.
 """
 from __future__ import annotations
 
@@ -185,6 +193,7 @@ class _Profiler:
         self.base = float(self.ml.deviance)
         self.beta_hat = np.asarray(self.ml.beta, float)
         self.se = np.sqrt(np.diag(self.ml.vcov_array))
+        self.var_scale = _var_scale(self.map, self.ml.sigma)
 
     # -- variance parameters ------------------------------------------------------------
     def deviance(self, phi: np.ndarray) -> float:
@@ -224,27 +233,29 @@ class _Profiler:
         if free.size == 0:
             phi = np.array([v])
             return self.deviance(phi), phi
+        # the inner fit sees x = phi / scale (sd's and sigma relative to sigma-hat), so BOBYQA's
+        # absolute x tolerance and the bound test of _touches mean the same for y and a + k y
+        sc = self.var_scale[free]
 
         def fun(x):
             phi = start.copy()
-            phi[free] = x
+            phi[free] = x * sc
             phi[j] = v
             return self.deviance(phi)
 
-        # keep strictly positive sigma away from its bound of 0
-        lo = self.lo[free].copy()
+        lo = self.lo[free] / sc
         kinds = self.map.kinds()
-        for a, i in enumerate(free):
-            if kinds[i] == "sigma":
-                lo[a] = 1e-10 * max(self.phi_hat[i], 1.0)
-        hi = self.hi[free]
-        best = minimize(fun, self._off_bounds(start[free], free, lo, hi), lo, hi)
-        if (_touches(start[free], lo, hi) or _touches(best.x, lo, hi)) \
+        # keep strictly positive sigma away from its bound of 0 (sigma / sigma-hat >= 1e-10)
+        lo[[kinds[i] == "sigma" for i in free]] = 1e-10
+        hi = self.hi[free] / sc
+        x_start, x_hat = start[free] / sc, self.phi_hat[free] / sc
+        best = minimize(fun, self._off_bounds(x_start, free, lo, hi), lo, hi)
+        if (_touches(x_start, lo, hi) or _touches(best.x, lo, hi)) \
                 and not np.array_equal(start[free], self.phi_hat[free]):
-            res = minimize(fun, self._off_bounds(self.phi_hat[free], free, lo, hi), lo, hi)
+            res = minimize(fun, self._off_bounds(x_hat, free, lo, hi), lo, hi)
             best = res if res.fmin < best.fmin else best
         phi = start.copy()
-        phi[free] = best.x
+        phi[free] = best.x * sc
         phi[j] = v
         return float(best.fmin), phi
 
@@ -292,6 +303,11 @@ class _Profiler:
                 self._end(fun, j, hat, +1, zc, hi_b, step, start0))
 
     def _end(self, fun, j, hat, direction, zc, bound, step, start0) -> float:
+        """The end of the interval on one side: bracket zeta = +-zc by growing steps from ``hat``
+        (the first one ``step``, the parameter's natural scale), then Brent's method to 1e-6 of
+        ``step``, so the end is located to the same fraction of the interval width for y and
+        a + k y (an x tolerance in absolute terms or relative to |hat| is not: an intercept of 1e6
+        gets a tolerance of 0.1)."""
         cache: dict[float, tuple[float, np.ndarray]] = {}
         starts = {hat: start0}
 
@@ -310,7 +326,9 @@ class _Profiler:
             """The profile deviance cannot fall moving away from the optimum: a nearer point with a
             higher deviance than v was a stuck inner fit, so refit it from v's optimum."""
             for w in [w for w in cache if direction * (w - hat) > 0 and abs(w - hat) < abs(v - hat)]:
-                if cache[w][0] > cache[v][0] + 1e-10 * max(1.0, abs(cache[v][0])):
+                # differences below the inner fits' ftol_abs are their noise, not a stuck fit
+                # (an absolute deviance difference: it is the same for y and a + k y)
+                if cache[w][0] > cache[v][0] + 1e-8:
                     dev, x = fun(j, w, cache[v][1])
                     if dev < cache[w][0]:
                         cache[w] = (dev, x)
@@ -326,7 +344,10 @@ class _Profiler:
             zb = direction * zeta(b)  # >= 0 on this side
             if zb >= target:
                 g = lambda v: direction * zeta(v) - target  # noqa: E731
-                return float(sopt.brentq(g, a, b, xtol=1e-7 * max(1.0, abs(hat)), rtol=1e-10))
+                # rtol at its floor: brentq's rtol * |v| would be relative to the location (1e-4
+                # for an intercept of 1e6), not to the width
+                return float(sopt.brentq(g, a, b, xtol=max(1e-6 * step, np.finfo(float).tiny),
+                                         rtol=4 * np.finfo(float).eps))
             if b == bound:
                 return float(bound)  # the profile never reaches the critical value inside the bounds
             # secant extrapolation of zeta, at most tripling the width per step
@@ -355,6 +376,9 @@ class _GlmerProfiler(_Profiler):
         self.beta_hat = np.asarray(fit.beta, float)
         self.se = np.asarray(fit.se_fixef, float)
         self.nv, self.p = self.map.n_var, len(self.beta_hat)
+        self.var_scale = _var_scale(self.map, 1.0)
+        se_ok = np.isfinite(self.se) & (self.se > 0)
+        self.par_scale = np.concatenate([self.var_scale, np.where(se_ok, self.se, 1.0)])
         self._eta_start = self.problem.offset + (fit.state.eta - self.problem.offset)
         self._failures = (PIRLSError, NotPositiveDefinite, np.linalg.LinAlgError)
         self.base = self.deviance_full(np.concatenate([self.phi_hat, self.beta_hat]))
@@ -372,28 +396,32 @@ class _GlmerProfiler(_Profiler):
     def _profile(self, i: int, v: float, start: np.ndarray) -> tuple[float, np.ndarray]:
         """min over every parameter but number i (of (sd/cor, beta)) with that one at v."""
         free = np.array([a for a in range(self.nv + self.p) if a != i])
+        # the fixed effects enter the inner fit as beta / se(beta), so its x tolerance and first
+        # step mean the same whatever the units of the predictors (sd's and correlations are on
+        # the scale of the linear predictor already)
+        sc = self.par_scale[free]
         lo = np.concatenate([self.lo, np.full(self.p, -np.inf)])[free]
         hi = np.concatenate([self.hi, np.full(self.p, np.inf)])[free]
-        step = np.concatenate([0.1 * np.abs(self.phi_hat) + 0.02, 0.2 * self.se])[free]
+        step = np.concatenate([0.1 * np.abs(self.phi_hat) + 0.02, np.full(self.p, 0.2)])[free]
 
         def fun(x):
             pars = start.copy()
-            pars[free] = x
+            pars[free] = x * sc
             pars[i] = v
             return self.deviance_full(pars)
 
         def run(s0):
-            return minimize(fun, self._off_bounds(s0[free], free, lo, hi), lo, hi, initial_step=step,
+            return minimize(fun, self._off_bounds(s0[free] / sc, free, lo, hi), lo, hi, initial_step=step,
                             xtol_abs=1e-6, ftol_abs=1e-8)
 
         res = run(start)
         # as for lmer profiles: a start or optimum on a bound may be a stuck fit; retry from the MLE
         mle = self.var_start()
-        if (_touches(start[free], lo, hi) or _touches(res.x, lo, hi)) and not np.array_equal(start, mle):
+        if (_touches(start[free] / sc, lo, hi) or _touches(res.x, lo, hi)) and not np.array_equal(start, mle):
             again = run(mle)
             res = again if again.fmin < res.fmin else res
         pars = start.copy()
-        pars[free] = res.x
+        pars[free] = res.x * sc
         pars[i] = v
         return float(res.fmin), pars
 
@@ -409,9 +437,17 @@ class _GlmerProfiler(_Profiler):
     beta_start = var_start
 
 
+def _var_scale(m: SdCorMap, sigma: float) -> np.ndarray:
+    """The natural scale of each (sd/cor, sigma) parameter: sigma-hat for sd's and sigma, which are
+    in the units of y in a model with a scale; 1 for correlations and for models without one."""
+    s = float(sigma) if m.use_scale and np.isfinite(sigma) and sigma > 0 else 1.0
+    return np.array([1.0 if k == "cor" else s for k in m.kinds()])
+
+
 def _touches(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float = 1e-6) -> bool:
     """Some coordinate is on (within tol of) its bound: an inner fit started or ended there may be
-    stuck, so it is repeated from the ML estimates."""
+    stuck, so it is repeated from the ML estimates.  Callers pass scale-free coordinates
+    (phi / scale), so tol is relative to the parameter's scale."""
     return bool(np.any(x - lo <= tol) or np.any(hi - x <= tol))
 
 

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 import mixedpy as mp
 from mixedpy.formula.design import build_design
+from mixedpy.inference import SdCorMap
 from mixedpy.linalg.response import ResponseScaling
 from mixedpy.lmer import lmm_problem
 
@@ -227,17 +228,42 @@ def test_profile_deviance_shift_invariant():
     np.testing.assert_allclose(c1.loc[rows].to_numpy(), c0.loc[rows].to_numpy(), atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="inference.py's profile uses absolute tolerances: brentq xtol = "
-                   "1e-7 max(1, |hat|) (0.1 for an intercept of 1e6) and BOBYQA xtol_abs = 1e-8 on sd and "
-                   "sigma in y units (the whole scale of 1e-8 y); not part of the cross-products fix")
-def test_profile_confint_shift_and_scale_invariant():
-    d = make_data(3, "intercept")
-    m0 = mp.lmer("y ~ x + (1 | g)", d)
-    c0 = m0.confint(method="profile").to_numpy()
-    c1 = mp.lmer("y ~ x + (1 | g)", d.assign(y=d.y + 1e6)).confint(method="profile").to_numpy()
-    np.testing.assert_allclose(c1 - np.array([0.0, 0.0, 1e6, 0.0])[:, None], c0, atol=1e-5)
-    c2 = mp.lmer("y ~ x + (1 | g)", d.assign(y=d.y * 1e-8)).confint(method="profile").to_numpy()
-    np.testing.assert_allclose(c2 * 1e8, c0, atol=1e-5)
+def _mapped_interval(ci, kinds, names, shift, k):
+    """The interval ends of y expected from those of a + k y: sd's and sigma divide by |k|,
+    correlations stay, the fixed effects divide by k (the ends swap for k < 0) after the intercept
+    loses a."""
+    out = np.empty_like(ci)
+    for i, n in enumerate(names):
+        kind = kinds[i] if i < len(kinds) else "beta"
+        if kind == "cor":
+            out[i] = ci[i]
+        elif kind in ("sd", "sigma"):
+            out[i] = ci[i] / abs(k)
+        else:
+            out[i] = np.sort((ci[i] - (shift if n == "(Intercept)" else 0.0)) / k)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["intercept", "slopes"])
+def test_profile_confint_shift_and_scale_invariant(kind):
+    """Profile intervals are equivariant under y -> a + k y to 1e-6 of the interval width: every
+    tolerance of the profile (Brent's method, the inner BOBYQA fits, the bound tests) is relative
+    to the parameter's scale.  With absolute tolerances the intercept's ends moved by 0.03 at y + 1e6
+    and the sd's and sigma by up to 14% of the width at 1e-8 y."""
+    f = FORMULAS[kind]
+    d = make_data(3, kind)
+    m0 = mp.lmer(f, d)
+    kinds = SdCorMap.for_fit(m0).kinds()
+    assert ("cor" in kinds) == (kind == "slopes")
+    c0 = m0.confint(method="profile")
+    names = list(c0.index)
+    c0 = c0.to_numpy()
+    width = c0[:, 1] - c0[:, 0]
+    assert np.all(width > 0)
+    for a, k in [(1e6, 1.0), (0.0, 1e-8), (0.0, 1e8), (-3e4, -1e3)]:
+        ck = mp.lmer(f, d.assign(y=a + k * d.y)).confint(method="profile").to_numpy()
+        err = np.abs(_mapped_interval(ck, kinds, names, a, k) - c0) / width[:, None]
+        assert err.max() < 1e-6, (a, k, err)
 
 
 def test_arm_sim_sigma_scales():
