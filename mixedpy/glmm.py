@@ -132,6 +132,8 @@ class GLMMProblem:
         self.family = family
         self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)
         self.blocks = [TermBlock(t.codes, t.model_matrix, t.n_levels) for t in terms]
+        # the block structure depends only on the level codes: analysed once, reused by every PIRLS step
+        self.structure = CrossProducts.analyse(self.blocks, [t.group_name for t in terms])
         self.lower = np.concatenate([t.theta_lower() for t in terms])
         self.n_theta = len(self.lower)
         self.aic_const = family.loglik_const(resp)
@@ -175,7 +177,7 @@ class GLMMProblem:
             mu_eta = fam.mu_eta(eta)
             sqrt_w = mu_eta * np.sqrt(wt / fam.variance(mu))
             z = eta - base + (y - mu) / mu_eta
-            factor = CrossProducts(self.blocks, X, z, sqrt_w).factor(T_list)
+            factor = CrossProducts(self.blocks, X, z, sqrt_w, self.structure).factor(T_list)
             u, b = factor.coefficients()
             if not joint:
                 b = beta
@@ -185,7 +187,7 @@ class GLMMProblem:
                     mu_eta = fam.mu_eta(eta)
                     sqrt_w = mu_eta * np.sqrt(wt / fam.variance(mu))
                     z = eta - base + (y - mu) / mu_eta
-                    factor = CrossProducts(self.blocks, X, z, sqrt_w).factor(T_list)
+                    factor = CrossProducts(self.blocks, X, z, sqrt_w, self.structure).factor(T_list)
                 return PirlsState(theta, np.asarray(b, float), u, eta, mu, factor, d, pdev, it, joint)
             if not np.isfinite(pdev) or pdev > pdev_old:
                 for _ in range(MAX_HALVINGS):
@@ -255,7 +257,7 @@ class GLMMProblem:
         mu_eta = fam.mu_eta(st.eta)
         sqrt_w = mu_eta * np.sqrt(self.wt / fam.variance(st.mu))
         z = st.eta - self.offset + (self.y - st.mu) / mu_eta
-        return CrossProducts(self.blocks, self.X, z, sqrt_w).factor(self.relative_factors(st.theta))
+        return CrossProducts(self.blocks, self.X, z, sqrt_w, self.structure).factor(self.relative_factors(st.theta))
 
 
 # ---------------------------------------------------------------------------------------

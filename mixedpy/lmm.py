@@ -61,7 +61,8 @@ class LMMProblem:
         self.ldW = 0.0 if self.weights is None else float(np.log(self.weights[self.weights > 0]).sum())
         sqrt_w = None if self.weights is None else np.sqrt(self.weights)
         self.blocks = [TermBlock(t.codes, t.model_matrix, t.n_levels) for t in terms]
-        self.cross = CrossProducts(self.blocks, self.X, self.y - self.offset, sqrt_w)
+        self.cross = CrossProducts(self.blocks, self.X, self.y - self.offset, sqrt_w,
+                                   names=[t.group_name for t in terms])
         self.lower = np.concatenate([t.theta_lower() for t in terms])
         self.n_evals = 0
 

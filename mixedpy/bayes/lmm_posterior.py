@@ -167,7 +167,6 @@ class LMMPosterior:
 
     def _factor_loop(self, Ts: list[np.ndarray]):
         W = Ts[0].shape[0]
-        r = self.cp.q_rest
         ldL2, G, ok = np.zeros(W), np.zeros((W, self.p + 1, self.p + 1)), np.ones(W, bool)
         factors = []
         for w in range(W):
@@ -177,7 +176,7 @@ class LMMPosterior:
                 ok[w] = False
                 factors.append(None)
                 continue
-            tail = f.L22[r:, r:]
+            tail = f.fixed_factor
             G[w] = tail @ tail.T
             ldL2[w] = f.ldL2
             factors.append(f)
