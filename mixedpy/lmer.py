@@ -1,7 +1,7 @@
 """``lmer``: formula -> design -> LMM problem -> optimizer -> LmerFit (lme4's four stages)."""
 from __future__ import annotations
 
-import inspect
+import sys
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ from .results import LmerFit
 
 def caller_namespace(depth: int = 2) -> dict:
     """Variables visible where the user called us, so formulas can use them (as R's environment)."""
-    frame = inspect.stack()[depth].frame
+    frame = sys._getframe(depth)  # inspect.stack() would read every caller's source lines
     try:
         return {**frame.f_globals, **frame.f_locals}
     finally:

@@ -120,7 +120,7 @@ def test_every_block_type_matches_dense(formula, types, storage, monkeypatch):
 
 def test_nested_term_is_diagonal_and_its_fill_a_scatter():
     """(1 | a/b): L[a, b:a] has one nonzero per column, so L[a, a] stays diagonal (issue 10)."""
-    design = build_design("y ~ x + (1 | a/b)", nested_data(1, n=3000, outer=300, inner=5))
+    design = build_design("y ~ x + (1 | a/b)", nested_data(1, n=1200, outer=120, inner=5))
     prob = LMMProblem(design.terms, design.X, design.y)
     st_ = prob.cross.structure
     assert st_.types[0, 0] == "Diagonal" and st_.types[1, 1] == "Diagonal"

@@ -74,12 +74,51 @@ def _is_blockdiag(t: str) -> bool:
     return t == DIAGONAL or t == BLKDIAG
 
 
-def _scatter_sub(target: np.ndarray, it: np.ndarray, contrib: np.ndarray) -> None:
-    """target[it[n]] -= contrib[n], summed over repeated indices; target (N, a, b), contrib (M, a, b)."""
+def _scatter_sub(target: np.ndarray, it: np.ndarray, contrib: np.ndarray, symmetric: bool = False) -> None:
+    """target[it[n]] -= contrib[n], summed over repeated indices; target (N, a, b), contrib (M, a, b).
+
+    ``symmetric``: the contributions are symmetric k x k blocks; the upper triangle is mirrored."""
     N, a, b = target.shape
     for r in range(a):
-        for c in range(b):
-            target[:, r, c] -= np.bincount(it, weights=contrib[:, r, c], minlength=N)
+        for c in range(r if symmetric else 0, b):
+            s = np.bincount(it, weights=contrib[:, r, c], minlength=N)
+            target[:, r, c] -= s
+            if symmetric and c != r:
+                target[:, c, r] -= s
+
+
+def _pair_products(A: np.ndarray, ia: np.ndarray, B: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """A[ia[n]] B[ib[n]]' for block arrays A (., a, k), B (., b, k): (n, a, b)."""
+    Ai, Bi = A[ia], B[ib]
+    if A.shape[2] == 1:
+        return Ai * np.swapaxes(Bi, 1, 2)   # outer products of columns
+    return Ai @ np.swapaxes(Bi, 1, 2)
+
+
+def _small_sandwich(Ti: np.ndarray, D: np.ndarray, Tj: np.ndarray, ai: int = 1, aj: int = 2) -> np.ndarray:
+    """Ti' D Tj applied along axes ``ai`` (length k_i) and ``aj`` (length k_j) of D, as k^2 vector
+    operations (small k; faster than batched matmul).  D is a block array (n, k_i, k_j) with the
+    default axes, or a dense block viewed as (J_i, k_i, J_j, k_j) with ai=1, aj=3."""
+    ki, kj = Ti.shape[0], Tj.shape[0]
+
+    def at(arr, axis, idx):
+        sl = [slice(None)] * arr.ndim
+        sl[axis] = idx
+        return arr[tuple(sl)]
+
+    left = np.empty_like(D)
+    for a in range(ki):     # (Ti' D)[a] = sum_{r >= a} Ti[r, a] D[r]   (Ti lower triangular)
+        acc = at(D, ai, a) * Ti[a, a]
+        for r in range(a + 1, ki):
+            acc = acc + at(D, ai, r) * Ti[r, a]
+        at(left, ai, a)[...] = acc
+    out = np.empty_like(D)
+    for c in range(kj):     # (D Tj)[:, c] = sum_{r >= c} D[:, r] Tj[r, c]
+        acc = at(left, aj, c) * Tj[c, c]
+        for r in range(c + 1, kj):
+            acc = acc + at(left, aj, r) * Tj[r, c]
+        at(out, aj, c)[...] = acc
+    return out
 
 
 def _batch_cholesky(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,6 +211,7 @@ class CrossProducts:
             A[T, j] = np.asarray(blocks[j].z_matrix(sqrt_w).T @ Xy).T  # (p+1, q_j)
         A[T, T] = Xy.T @ Xy
         self.A = A
+        self._templates = {}
         # positions of the block-diagonal entries inside a Dense diagonal block
         self._bd_index = {}
         for j in range(T):
@@ -229,15 +269,33 @@ class CrossProducts:
         return self.structure.description(self.p)
 
     # ----- the factor ----------------------------------------------------------------------------
-    def sparse_block(self, i: int, j: int, data: np.ndarray):
-        """A scipy matrix over the fixed pattern of Sparse block (i, j) with values ``data``."""
-        st = self.structure
-        pat = st.patterns[i, j]
-        ki, kj = st.k[i], st.k[j]
-        shape = (st.J[i] * ki, st.J[j] * kj)
-        if ki == 1 and kj == 1:
-            return sp.csr_matrix((data[:, 0, 0], pat.cols, pat.indptr), shape=shape)
-        return sp.bsr_matrix((data, pat.cols, pat.indptr), shape=shape)
+    def _csr_template(self, i: int, j: int):
+        """Scalar CSR indices of Sparse block (i, j) and the permutation taking its block values there."""
+        key = (i, j)
+        if key not in self._templates:
+            st = self.structure
+            pat = st.patterns[i, j]
+            ki, kj = st.k[i], st.k[j]
+            shape = (st.J[i] * ki, st.J[j] * kj)
+            if ki == 1 and kj == 1:
+                perm = None
+                indices, indptr = pat.cols, pat.indptr
+            else:
+                ids = np.arange(1, pat.nnz * ki * kj + 1, dtype=float).reshape(pat.nnz, ki, kj)
+                M = sp.bsr_matrix((ids, pat.cols, pat.indptr), shape=shape).tocsr()
+                M.sort_indices()
+                perm = M.data.astype(np.int64) - 1
+                indices, indptr = M.indices, M.indptr
+            small = max(shape) < 2 ** 31 - 1 and indices.size < 2 ** 31 - 1
+            dt = np.int32 if small else np.int64
+            self._templates[key] = (indices.astype(dt), indptr.astype(dt), perm, shape)
+        return self._templates[key]
+
+    def sparse_block(self, i: int, j: int, data: np.ndarray) -> sp.csr_matrix:
+        """A scipy CSR matrix over the fixed pattern of Sparse block (i, j) with values ``data``."""
+        indices, indptr, perm, shape = self._csr_template(i, j)
+        vals = data.reshape(-1) if perm is None else data.reshape(-1)[perm]
+        return sp.csr_matrix((vals, indices, indptr), shape=shape)
 
     def factor(self, T_list: list[np.ndarray]) -> "BlockedFactor":
         """Cholesky factor of the augmented system for relative factors ``T_list`` (one per term)."""
@@ -269,7 +327,9 @@ class CrossProducts:
                 L[T, j] = (A[T, j].reshape(self.p + 1, st.J[j], kj) @ Tj).reshape(self.p + 1, -1)
         L[T, T] = A[T, T].copy()
 
-        # 2. left-looking block Cholesky
+        # 2. left-looking block Cholesky; a block is final once its column is done, so its scipy form
+        # (for sparse products) is built at most once per factorization
+        self._ops = {}
         fac, inv = {}, {}
         for j in range(T + 1):
             for kk in range(j):
@@ -287,7 +347,8 @@ class CrossProducts:
                 for kk in range(j):
                     self._update_off(L, i, j, kk)
                 self._rdiv(L, i, j, fac[j], inv.get(j))
-        return BlockedFactor(self, T_list, L, fac, inv)
+        ops, self._ops = self._ops, {}
+        return BlockedFactor(self, T_list, L, fac, inv, ops)
 
     @staticmethod
     def _scale(Aij, Ti, Tj, typ, Ji, Jj):
@@ -296,11 +357,9 @@ class CrossProducts:
         if ki == 1 and kj == 1:
             return Aij * (Ti[0, 0] * Tj[0, 0])
         if typ == SPARSE:
-            return Ti.T @ Aij @ Tj
-        out = Aij * Ti[0, 0] if ki == 1 else (Ti.T @ Aij.reshape(Ji, ki, -1)).reshape(Aij.shape)
-        if kj == 1:
-            return out * Tj[0, 0]
-        return (out.reshape(-1, kj) @ Tj).reshape(Aij.shape)
+            return _small_sandwich(Ti, Aij, Tj)
+        A4 = Aij.reshape(Ji, ki, Jj, kj)
+        return _small_sandwich(Ti, A4, Tj, 1, 3).reshape(Aij.shape)
 
     def _update_diag(self, L, j, kk):
         """L_jj -= L_jk L_jk'."""
@@ -311,7 +370,7 @@ class CrossProducts:
         if _is_blockdiag(tj):
             if ts == SPARSE:
                 ia, ib, it = st.plans[j, j, kk]
-                _scatter_sub(L[j, j], it, S[ia] @ np.swapaxes(S[ib], 1, 2))
+                _scatter_sub(L[j, j], it, _pair_products(S, ia, S, ib), symmetric=True)
             else:
                 S3 = S.reshape(st.J[j], st.k[j], -1)
                 L[j, j] -= S3 @ np.swapaxes(S3, 1, 2)
@@ -321,7 +380,7 @@ class CrossProducts:
             if plan is not None:
                 self._scatter_dense(L[j, j], j, j, plan, S, S)
             else:
-                M = self.sparse_block(j, kk, S)
+                M = self._op(L, j, kk)
                 L[j, j] -= (M @ M.T).toarray()
         else:
             L[j, j] -= S @ S.T
@@ -335,11 +394,11 @@ class CrossProducts:
         if ti == SPARSE:
             if ta == SPARSE and tb == SPARSE:
                 ia, ib, it = st.plans[i, j, kk]
-                _scatter_sub(L[i, j], it, Ai[ia] @ np.swapaxes(Bj[ib], 1, 2))
+                _scatter_sub(L[i, j], it, _pair_products(Ai, ia, Bj, ib))
                 return
             # a dense-stored factor whose pattern is still sparse: gather the product on the pattern
-            Ad = self.sparse_block(i, kk, Ai).toarray() if ta == SPARSE else Ai
-            Bd = self.sparse_block(j, kk, Bj).toarray() if tb == SPARSE else Bj
+            Ad = self._op(L, i, kk).toarray() if ta == SPARSE else Ai
+            Bd = self._op(L, j, kk).toarray() if tb == SPARSE else Bj
             pat = st.patterns[i, j]
             P4 = (Ad @ Bd.T).reshape(st.J[i], st.k[i], st.J[j], st.k[j])
             L[i, j] -= P4[pat.rows, :, pat.cols, :]
@@ -349,14 +408,21 @@ class CrossProducts:
             if plan is not None:
                 self._scatter_dense(L[i, j], i, j, plan, Ai, Bj)
                 return
-            prod = (self.sparse_block(i, kk, Ai) @ self.sparse_block(j, kk, Bj).T).toarray()
+            prod = (self._op(L, i, kk) @ self._op(L, j, kk).T).toarray()
         elif ta == SPARSE:
-            prod = self.sparse_block(i, kk, Ai) @ Bj.T
+            prod = self._op(L, i, kk) @ Bj.T
         elif tb == SPARSE:
-            prod = (self.sparse_block(j, kk, Bj) @ Ai.T).T
+            prod = (self._op(L, j, kk) @ Ai.T).T
         else:
             prod = Ai @ Bj.T
         L[i, j] -= prod
+
+    def _op(self, L, i: int, j: int) -> sp.csr_matrix:
+        """The scipy form of final Sparse block (i, j) of L, cached for this factorization."""
+        M = self._ops.get((i, j))
+        if M is None:
+            M = self._ops[i, j] = self.sparse_block(i, j, L[i, j])
+        return M
 
     def _scatter_dense(self, target, i, j, plan, Ai, Bj):
         """target -= sum over the plan's block pairs of Ai[ia] Bj[ib]', target dense (q_i, q_j)."""
@@ -367,7 +433,7 @@ class CrossProducts:
             vals = Ai[ia, 0, 0] * Bj[ib, 0, 0]
             target -= np.bincount(it, weights=vals, minlength=Ji * Jj).reshape(Ji, Jj)
             return
-        contrib = Ai[ia] @ np.swapaxes(Bj[ib], 1, 2)
+        contrib = _pair_products(Ai, ia, Bj, ib)
         T4 = target.reshape(Ji, ki, Jj, kj)
         for a in range(ki):
             for b in range(kj):
@@ -384,7 +450,7 @@ class CrossProducts:
                 if Linv.shape[1] == 1:
                     X *= Linv[cols]
                 else:
-                    L[i, j] = X @ np.swapaxes(Linv[cols], 1, 2)
+                    L[i, j] = _times_inv_t(X, Linv[cols], per_block=True)
                 return
             J, k = Linv.shape[0], Linv.shape[1]
             if k == 1:
@@ -409,9 +475,10 @@ class BlockedFactor:
     is [[R_X', 0], [r', sqrt(pwrss)]].
     """
 
-    def __init__(self, cp: CrossProducts, T_list, L, fac, inv):
+    def __init__(self, cp: CrossProducts, T_list, L, fac, inv, ops=None):
         self.cp, self.T_list = cp, T_list
         self.L, self.fac, self.inv = L, fac, inv
+        self._ops = {} if ops is None else ops
         T, p = cp.T, cp.p
         ld = 0.0
         for j in range(T):
@@ -447,7 +514,10 @@ class BlockedFactor:
         """Block (i, j), i > j, of the (u, beta) part of L as an operator (sparse or dense)."""
         cp = self.cp
         if cp.types[i, j] == SPARSE:
-            return cp.sparse_block(i, j, self.L[i, j])
+            M = self._ops.get((i, j))
+            if M is None:
+                M = self._ops[i, j] = cp.sparse_block(i, j, self.L[i, j])
+            return M
         B = self.L[i, j]
         return B[:cp.p] if i == cp.T else B
 
@@ -596,16 +666,18 @@ class BlockedFactor:
         return self.dense()[self.cp.q1:, self.cp.q1:]
 
 
-def _times_inv_t(X3: np.ndarray, Linv: np.ndarray) -> np.ndarray:
-    """Y[r, j] = X[r, j] Linv[j]'  for X (R, J, k) and lower-triangular Linv (J, k, k).
+def _times_inv_t(X3: np.ndarray, Linv: np.ndarray, per_block: bool = False) -> np.ndarray:
+    """Y = X Linv' level by level, as k(k+1)/2 vector operations (faster than einsum for small k).
 
-    Written as k(k+1)/2 vector operations: for small k this beats einsum and batched matmul."""
+    Dense block: X3 (R, J, k), levels along axis 1, Linv (J, k, k).  ``per_block``: X3 (n, a, k) is
+    a block array and Linv (n, k, k) holds the factor of each block's column level."""
     k = Linv.shape[1]
+    Lv = Linv[:, None] if per_block else Linv[None]
     Y = np.empty_like(X3)
     for c in range(k):
-        acc = X3[:, :, 0] * Linv[None, :, c, 0]
+        acc = X3[:, :, 0] * Lv[:, :, c, 0]
         for b in range(1, c + 1):
-            acc += X3[:, :, b] * Linv[None, :, c, b]
+            acc = acc + X3[:, :, b] * Lv[:, :, c, b]
         Y[:, :, c] = acc
     return Y
 
