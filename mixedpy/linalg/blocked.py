@@ -358,8 +358,11 @@ class CrossProducts:
             return Aij * (Ti[0, 0] * Tj[0, 0])
         if typ == SPARSE:
             return _small_sandwich(Ti, Aij, Tj)
-        A4 = Aij.reshape(Ji, ki, Jj, kj)
-        return _small_sandwich(Ti, A4, Tj, 1, 3).reshape(Aij.shape)
+        # dense: one small matmul per side beats strided vector operations here
+        out = Aij * Ti[0, 0] if ki == 1 else (Ti.T @ Aij.reshape(Ji, ki, -1)).reshape(Aij.shape)
+        if kj == 1:
+            return out * Tj[0, 0]
+        return (out.reshape(-1, kj) @ Tj).reshape(Aij.shape)
 
     def _update_diag(self, L, j, kk):
         """L_jj -= L_jk L_jk'."""
@@ -370,6 +373,18 @@ class CrossProducts:
         if _is_blockdiag(tj):
             if ts == SPARSE:
                 ia, ib, it = st.plans[j, j, kk]
+                if ia is None and S.shape[2] == 1:
+                    # nested: each column's block with itself, S_n S_n' from the columns directly
+                    D, kj = L[j, j], S.shape[1]
+                    for r in range(kj):
+                        for c in range(r, kj):
+                            s = np.bincount(it, weights=S[:, r, 0] * S[:, c, 0], minlength=D.shape[0])
+                            D[:, r, c] -= s
+                            if c != r:
+                                D[:, c, r] -= s
+                    return
+                if ia is None:
+                    ia = ib = np.arange(S.shape[0])
                 _scatter_sub(L[j, j], it, _pair_products(S, ia, S, ib), symmetric=True)
             else:
                 S3 = S.reshape(st.J[j], st.k[j], -1)

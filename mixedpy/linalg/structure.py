@@ -155,6 +155,8 @@ def _pair_plan(A: BlockPattern, B: BlockPattern, target):
     if target == "diag":
         if np.any(ra != rb):
             raise AssertionError("fill outside a block-diagonal block")
+        if ia.size == A.nnz and np.array_equal(ia, ib):
+            return None, None, ra      # one block per column (nested): each block with itself
         return ia, ib, ra
     if target == "dense-lower":
         keep = ra >= rb
