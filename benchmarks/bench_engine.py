@@ -80,7 +80,10 @@ def main(reps: int = 3) -> None:
             if r:
                 extra += f" (lme4 {r['feval']}), REML diff {fit.criterion - r['deviance']:+.1e}"
             row(case, t, "lme4", r and r["seconds"], extra)
-            row(f"{case} one evaluation", per, "lme4", r and r["eval_seconds"])
+            peer = r and r["eval_seconds"]
+            ratio = f"ratio {per / peer:6.3g}" if peer else ""
+            print(f"{case + ' one evaluation':<28} mixedpy {1000 * per:8.2f} ms  lme4 "
+                  f"{'n/a' if not peer else f'{1000 * peer:8.2f} ms'}   {ratio}", flush=True)
             print(mp.block_description(fit), flush=True)
 
 

@@ -134,6 +134,13 @@ def _pair_flops(A: BlockPattern, B: BlockPattern) -> int:
 
 
 def _pair_plan(A: BlockPattern, B: BlockPattern, target):
+    """:func:`_pair_plan_int64` with the index arrays in int32 where they fit (plans can be large)."""
+    plan = _pair_plan_int64(A, B, target)
+    return tuple(None if a is None else (a.astype(np.int32) if a.size == 0 or a.max() < 2 ** 31 - 1 else a)
+                 for a in plan)
+
+
+def _pair_plan_int64(A: BlockPattern, B: BlockPattern, target):
     """Index triples (ia, ib, it) with  L_target[it] -= L_A[ia] L_B[ib]'  summed, for A (i, k), B (j, k).
 
     Every pair of nonzero blocks sharing a column of block column k contributes.  ``target`` is
