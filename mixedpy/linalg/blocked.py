@@ -19,9 +19,10 @@ once per set of weights.  Each theta then costs, as MixedModels.jl's ``updateL!`
 2. a left-looking block Cholesky: for j = 1..T+1,
    L_jj -= sum_k L_jk L_jk',  L_jj = chol(L_jj),
    L_ij -= sum_k L_ik L_jk',  L_ij = L_ij L_jj^{-T}  (i > j),
-   where updates into Sparse and block-diagonal blocks are fixed-pattern scatters (index plans from
-   the structure), updates into Dense blocks sparse x dense or dense x dense products, block-
-   diagonal factors batches of small Cholesky factors, and Dense diagonal blocks LAPACK calls.
+   where updates into Sparse and block-diagonal blocks, and sparse x sparse' updates into Dense
+   blocks, are fixed-pattern scatters (index plans from the structure, applied with bincount), the
+   other updates into Dense blocks sparse x dense or dense x dense products, block-diagonal factors
+   batches of small Cholesky factors (closed form for k <= 2), and Dense diagonal blocks LAPACK calls.
 
 No Python loop runs over groups or observations; loops run over blocks (terms) and over the k_i x k_j
 entries of one block.  See :mod:`mixedpy.linalg.structure` for why there is no general sparse

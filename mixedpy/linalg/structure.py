@@ -26,8 +26,11 @@ The pattern of block (i, j) of L is the pattern of Z_i'Z_j plus the fill
   and it is not small, else ``Dense``.  The fixed-effects row is always ``Dense``.
 
 Schur-complement updates into a ``Sparse`` block or a ``Diagonal``/``BlkDiag`` block are fixed-pattern
-scatters whose index lists (``plans``) are computed here; updates into ``Dense`` blocks are sparse x
-dense or dense x dense products (BLAS).
+scatters whose index lists (``plans``) are computed here; so are sparse x sparse' updates into a
+``Dense`` block (only its lower triangle when it is a diagonal block) up to
+:data:`DENSE_PLAN_LIMIT` block pairs, beyond which scipy's sparse product is used; the other updates
+into ``Dense`` blocks are sparse x dense or dense x dense products (BLAS).  Nothing is a sparse x
+sparse product turned dense at every evaluation unless the plan would be too large.
 
 Why no general sparse Cholesky for the part that is not block-diagonal: of the PyPI packages,
 scikit-sparse (CHOLMOD) has no wheels and needs SuiteSparse from the system; cholespy ships CHOLMOD
