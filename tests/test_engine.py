@@ -257,3 +257,25 @@ def test_lmer_devfun_is_what_lmer_minimizes():
     assert "BlkDiag" in str(dev.block_description())
     with pytest.raises(ValueError, match="theta has 2 values"):
         dev([1.0, 0.0])
+
+
+def test_sparse_target_with_dense_stored_sources_gathers_on_pattern(monkeypatch):
+    """A Sparse block updated from a dense-stored one (possible when a block is dense by size or
+    density while its pattern stays sparse): the product is gathered on the target's pattern, and a
+    block-diagonal block is downdated from a dense-stored block."""
+    monkeypatch.setattr(CrossProducts, "DENSE_LIMIT", 0)
+    design = build_design("y ~ x + (1 | a/b/c)", nested_data(8))
+    prob = LMMProblem(design.terms, design.X, design.y)
+    st_ = CrossProducts.analyse(prob.blocks)
+    assert st_.types[2, 1] == st_.types[2, 0] == st_.types[1, 0] == "Sparse"
+    # store L[b:a, c:b:a] dense, keeping its (nested) pattern for the symbolic decisions
+    st_.types[1, 0] = "Dense"
+    del st_.patterns[1, 0]
+    codes = [t.codes for t in design.terms]
+    st_.a_pos[1, 0] = codes[1] * design.terms[0].n_levels + codes[0]
+    del st_.plans[1, 1, 0], st_.plans[2, 1, 0]
+    cp = CrossProducts(prob.blocks, design.X, design.y, structure=st_)
+    theta = np.array([0.6, 1.2, 0.5])
+    f = cp.factor(prob.relative_factors(theta))
+    _, L, _ = dense_system(design, prob, theta)
+    np.testing.assert_allclose(f.dense(), L, rtol=0, atol=1e-10 * np.abs(L).max())
