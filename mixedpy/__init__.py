@@ -9,7 +9,9 @@ from . import datasets, families, plot
 from .accessors import VarCorr, coef, fixef, ranef, se_fixef, se_ranef, sigma_hat, vcov
 from .arm import SimResult, display, predictive_draws, sim
 from .bayes import bayes_glmer, bayes_lmer, cauchy, compare, decov, exponential, lkj, normal, student_t
-from .errors import ConvergenceWarning, DataError, FormulaError, MixedpyError, SingularFitWarning
+from .errors import (BootstrapWarning, ConvergenceWarning, DataError, DataWarning, DiagnosticWarning, FitError,
+                     FormulaError, FormulaWarning, MissingValuesWarning, MixedpyError, MixedpyInfo, MixedpyWarning,
+                     RankDeficiencyWarning, ScaleWarning, SingularFitWarning, ZeroWeightsWarning)
 from .glmer import GlmerFit, glmer
 from .inference import anova, confint
 from .linalg.structure import block_description
@@ -17,6 +19,7 @@ from .lmer import LMM, lmer
 from .modular import lmer_devfun
 from .pooling import pooling
 from .results import LmerFit
+from .threads import get_num_threads, set_num_threads
 from .tidy import glance, tidy
 
 __version__ = "0.1.0"
@@ -30,8 +33,12 @@ __all__ = [
     "display", "sim", "SimResult", "predictive_draws", "anova", "confint", "pooling",
     # Bayesian priors and comparison
     "normal", "student_t", "cauchy", "exponential", "decov", "lkj", "compare",
+    # BLAS threads of the kernel
+    "set_num_threads", "get_num_threads",
     # output, plots, data
     "tidy", "glance", "plot", "datasets", "families",
     # errors and warnings
     "ConvergenceWarning", "SingularFitWarning", "DataError", "FormulaError", "MixedpyError",
+    "DataWarning", "FormulaWarning", "MissingValuesWarning", "ZeroWeightsWarning", "RankDeficiencyWarning", "ScaleWarning",
+    "FitError", "MixedpyWarning", "MixedpyInfo", "BootstrapWarning", "DiagnosticWarning",
 ]

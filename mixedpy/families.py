@@ -10,8 +10,8 @@ ch. 2; Bates et al. 2015, section 5 of the lme4 vignette "Computational methods"
 * the starting means of R's ``family$initialize`` and a random generator for ``simulate``.
 
 The link functions reproduce the guards of R's ``make.link`` (clamping to machine
-epsilon), so fits at the extremes behave as lme4's do.  Responses are validated with
-errors that say what is wrong and how to fix it.
+epsilon), so fits at the extremes behave as lme4's do.  Responses are validated by
+:mod:`mixedpy.validation` with errors that say what is wrong and how to fix it.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from .errors import DataError
+from .validation import check_binomial_response, check_poisson_response
 
 EPS = np.finfo(float).eps
 _LOGIT_THRESH = 30.0
@@ -176,39 +176,14 @@ class Binomial(Family):
 
     def prepare(self, y: np.ndarray, weights: np.ndarray | None, name: str = "response") -> Response:
         """0/1 vector, proportions with ``weights`` = trials, or a (n, 2) ``cbind(successes, failures)``."""
+        check_binomial_response(y, weights, name)
         prior = np.ones(y.shape[0]) if weights is None else np.asarray(weights, dtype=float)
         if y.ndim == 2:
             s, f = y[:, 0], y[:, 1]
-            if np.any(s < 0):
-                raise DataError(f"binomial response {name!r}: {int(np.sum(s < 0))} rows have negative successes")
-            if np.any(f < 0):
-                bad = np.flatnonzero(f < 0)
-                raise DataError(
-                    f"binomial response {name!r}: successes exceed trials in {bad.size} row(s) (first at row "
-                    f"{bad[0]}: {s[bad[0]]:g} successes, {f[bad[0]]:g} failures); cbind() takes "
-                    "(successes, failures), not (successes, trials)")
-            if np.any(np.abs(s - np.round(s)) > 1e-3) or np.any(np.abs(f - np.round(f)) > 1e-3):
-                raise DataError(f"binomial response {name!r}: cbind(successes, failures) needs whole-number counts")
             n = s + f
             yy = np.divide(s, n, out=np.zeros_like(s), where=n > 0)
             return Response(y=yy, weights=prior * n, trials=n, two_column=True)
         yv = np.asarray(y, dtype=float)
-        if np.any(yv < 0) or np.any(yv > 1):
-            if weights is not None and np.all(yv >= 0) and np.all(yv <= prior + 1e-8):
-                raise DataError(
-                    f"binomial response {name!r} has values above 1 with weights given: with weights=trials "
-                    "the response must be the proportion of successes (successes exceed trials otherwise); "
-                    "or use cbind(successes, failures)")
-            raise DataError(
-                f"binomial response {name!r} must be 0/1 or a proportion in [0, 1] (found values from "
-                f"{yv.min():g} to {yv.max():g}); for counts out of trials use cbind(successes, failures) or "
-                "proportions with weights=trials")
-        k = prior * yv
-        if np.any(np.abs(k - np.round(k)) > 1e-3):
-            import warnings
-
-            warnings.warn(f"non-integer number of successes in binomial response {name!r}: proportions need "
-                          "weights=trials (successes = weights * y must be whole numbers)", stacklevel=4)
         return Response(y=yv, weights=prior, trials=prior, two_column=False)
 
     def simulate(self, rng: np.random.Generator, mu: np.ndarray, resp: Response) -> np.ndarray:
@@ -244,19 +219,8 @@ class Poisson(Family):
         return resp.y + 0.1
 
     def prepare(self, y: np.ndarray, weights: np.ndarray | None, name: str = "response") -> Response:
-        if y.ndim != 1:
-            raise DataError(f"poisson response {name!r} must be a single column of counts, not cbind(...)")
+        check_poisson_response(y, name)
         yv = np.asarray(y, dtype=float)
-        if np.any(yv < 0):
-            bad = np.flatnonzero(yv < 0)
-            raise DataError(f"poisson response {name!r} has {bad.size} negative value(s) (first {yv[bad[0]]:g} "
-                            f"at row {bad[0]}); counts must be >= 0")
-        frac = np.abs(yv - np.round(yv)) > 1e-8
-        if np.any(frac):
-            bad = np.flatnonzero(frac)
-            raise DataError(f"poisson response {name!r} has {bad.size} non-integer value(s) (first {yv[bad[0]]:g} "
-                            f"at row {bad[0]}); the Poisson family models counts. For rates use counts with "
-                            "offset=np.log(exposure)")
         prior = np.ones(yv.size) if weights is None else np.asarray(weights, dtype=float)
         return Response(y=yv, weights=prior, trials=np.ones(yv.size), two_column=False)
 

@@ -14,14 +14,15 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
 from .families import Family, get_family
 from .formula.design import ModelDesign, build_design
 from .glmm import GLMMProblem, GlmmFitResult, SeparationWarning, check_separation, emit_all, fit_glmm
 from .linalg.blocked import BlockedFactor
 from .lmer import caller_namespace, data_name
+from .threads import controls_threads
 from .optimize import OptSummary
 from .results import MixedModelFit, _new_response
+from .validation import check_bool, check_constant_response
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class GlmerFit(MixedModelFit):
 
 
 # ------------------------------------------------------------------------------------------
+@controls_threads
 def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None = None, nAGQ: int = 1,
           weights=None, offset=None, start=None, calc_derivs: bool = True) -> GlmerFit:
     """Fit a generalized linear mixed model by maximum likelihood, as lme4's ``glmer``.
@@ -187,11 +189,11 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None 
     """
     fam = get_family(family, link)
     namespace = caller_namespace()
-    design = build_design(formula, data, weights=weights, offset=offset, env=namespace, allow_n_levels=True)
+    calc_derivs = check_bool(calc_derivs, "calc_derivs")
+    design = build_design(formula, data, weights=weights, offset=offset, env=namespace, allow_n_levels=True,
+                          drop_zero_weights=False)
     resp = fam.prepare(design.y, design.weights, name=design.response_name)
-    if np.unique(resp.y[resp.weights > 0]).size < 2:
-        raise DataError(f"response {design.response_name!r} is constant; a {fam.name} GLMM needs variation "
-                        "in the outcome")
+    check_constant_response(resp.y, resp.weights, design.response_name, f"a {fam.name} GLMM")
     problem = GLMMProblem(design.terms, design.X, resp, fam, design.offset)
     pre = check_separation(design.X, design.fixef_names, resp) if fam.name == "binomial" else []
     result = fit_glmm(problem, nAGQ=nAGQ, start=start, calc_derivs=calc_derivs)

@@ -34,16 +34,17 @@ default ``use.hessian``), falling back to (R_X'R_X)^{-1} when H is not positive 
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ConvergenceWarning, MixedpyError
+from .errors import ConvergenceWarning, FitError
 from .families import Family, Response
 from .linalg.blocked import BlockedFactor, CrossProducts, NotPositiveDefinite, TermBlock
-from .optimize import (OptSummary, boundary_snap, check_convergence, finite_difference_derivs, is_singular,
-                       minimize)
+from .optimize import (Convergence, OptSummary, Status, assess, boundary_snap, finite_difference_derivs,
+                       is_singular, minimize)
 from .terms import RandomEffectsTerm, b_from_u, random_part, relative_factors
 
 #: lme4's glmerControl defaults
@@ -55,11 +56,19 @@ MAX_HALVINGS = 20
 TOL_TIGHT = 1e-12
 
 
-class PIRLSError(MixedpyError, RuntimeError):
-    """PIRLS could not find the conditional modes (step-halving failed or no convergence)."""
+class PIRLSError(FitError):
+    """PIRLS could not find the conditional modes (a non-finite first step, step-halving failed, or
+    no convergence).  Inside the optimizer it marks the point as infeasible (+inf); from the start
+    values it means the model cannot be fitted."""
 
 
-class SeparationWarning(UserWarning):
+
+def _first_iteration_failure(theta: np.ndarray, what: str) -> str:
+    return (f"PIRLS diverged at its first iteration at theta = {np.round(theta, 6).tolist()}: {what} the "
+            "starting linear predictor. Check for extreme predictor values (rescale them), separation, or "
+            "give other start values.")
+
+class SeparationWarning(ConvergenceWarning):
     """Fitted probabilities of 0 or 1: the fixed effects separate the outcome."""
 
 
@@ -177,11 +186,17 @@ class GLMMProblem:
             mu_eta = fam.mu_eta(eta)
             sqrt_w = mu_eta * np.sqrt(wt / fam.variance(mu))
             z = eta - base + (y - mu) / mu_eta
+            if u_old is None and not (np.all(np.isfinite(sqrt_w)) and np.all(np.isfinite(z))):
+                raise PIRLSError(_first_iteration_failure(theta, "the working weights are not finite at"))
             factor = CrossProducts(self.blocks, X, z, sqrt_w, self.structure).factor(T_list)
             u, b = factor.coefficients()
             if not joint:
                 b = beta
             eta, mu, d, pdev = self._update(T_list, base, u, b, joint)
+            if u_old is None and not np.isfinite(pdev):
+                # no earlier iterate to halve the step towards: the start itself leads nowhere
+                raise PIRLSError(_first_iteration_failure(
+                    theta, "the penalized deviance is not finite after one step from"))
             if abs(pdev_old - pdev) < tol * abs(pdev):
                 if refactor:
                     mu_eta = fam.mu_eta(eta)
@@ -276,6 +291,7 @@ class GlmmFitResult:
     opt_stage1: OptSummary
     opt_stage2: OptSummary | None
     messages: list[tuple[type, str]] = field(default_factory=list)
+    convergence: Convergence | None = None
 
 
 def _parse_start(start, problem: GLMMProblem):
@@ -352,16 +368,17 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
     rhobeg = min(0.95, 0.2 * float(np.max(np.abs(x0))))
     opt1 = minimize(stage1, x0, problem.lower, initial_step=rhobeg, xtol_abs=1e-6 * rhobeg, ftol_abs=1e-10,
                     maxeval=10_000)
-    messages: list[tuple[type, str]] = [(ConvergenceWarning, m) for m in opt1.messages]
+    _require_finite(opt1, "stage 1 (nAGQ = 0)")
 
     if nAGQ == 0:
         opt1 = boundary_snap(stage1, opt1)
         st = problem.pirls(opt1.x, None, memo["eta"], tol)
         factor = problem.joint_factor(st)
         singular = is_singular(st.theta, problem.lower)
-        messages += check_convergence(opt1, singular)
+        conv = assess(opt1, singular)
         return GlmmFitResult(0, st.theta, st.beta, st, factor, problem.laplace(st), factor.unscaled_vcov(), "RX",
-                             opt1, None, messages)
+                             opt1, None, list(conv.warnings), conv)
+    stage1_msgs = [(ConvergenceWarning, f"stage 1 (nAGQ = 0): {m}") for m in opt1.messages]
 
     # stage 2 restarts PIRLS from the linear predictor at the stage-1 optimum (lme4's new lp0)
     st1 = problem.pirls(opt1.x, None, memo["eta"], tol)
@@ -384,32 +401,43 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
     step = 0.2 * np.concatenate([np.full(nth, 0.1), np.minimum(se1, 10.0)])
     opt2 = minimize(stage2, x2, lower2, initial_step=step, xtol_abs=1e-7 * step, ftol_abs=1e-10,
                     maxeval=10_000)
+    _require_finite(opt2, "stage 2")
     opt2 = boundary_snap(stage2, opt2)
-    messages += [(ConvergenceWarning, m) for m in opt2.messages]
 
     eta_opt = memo2["eta"]
     singular = is_singular(opt2.x[:nth], problem.lower)
     vcov, source = None, "RX"
     if calc_derivs:
         opt2.gradient, opt2.hessian = finite_difference_derivs(stage2, opt2.x)
-        messages += check_convergence(opt2, singular)
     memo2["eta"] = eta_opt
     st = problem.pirls(opt2.x[:nth], opt2.x[nth:], problem.offset + memo2["eta"], tol)
     objective = problem.objective(st, nAGQ)
     factor = problem.joint_factor(st)
+    extra = []
     if calc_derivs and use_hessian:
-        vcov = hessian_vcov(opt2.hessian, nth)
+        vcov = hessian_vcov(opt2.hessian, nth) if np.all(np.isfinite(opt2.hessian)) else None
         if vcov is None:
-            messages.append((ConvergenceWarning,
-                             "the finite-difference Hessian is not positive definite, so the fixed-effect "
-                             "vcov comes from R_X (as use_hessian=False); standard errors may be unreliable "
-                             "- check the fit for convergence problems or rescale predictors."))
+            extra.append((ConvergenceWarning,
+                          "the finite-difference Hessian is not positive definite, so the fixed-effect "
+                          "vcov comes from R_X (as use_hessian=False); standard errors may be unreliable "
+                          "- check the fit for convergence problems or rescale predictors."))
         else:
             source = "Hessian"
     if vcov is None:
         vcov = factor.unscaled_vcov()
+    conv = assess(opt2, singular, extra=extra)
+    conv = dataclasses.replace(conv, warnings=tuple(stage1_msgs) + conv.warnings)
+    opt2.convergence = conv
     return GlmmFitResult(nAGQ, st.theta, opt2.x[nth:].copy(), st, factor, objective, vcov, source, opt1, opt2,
-                         messages)
+                         list(conv.warnings), conv)
+
+
+def _require_finite(opt: OptSummary, stage: str) -> None:
+    """A stage whose objective is not finite at its optimum (PIRLS failed everywhere, or -inf) has no
+    fit to continue from: FitError with the optimizer's account of it."""
+    if opt.code is Status.NONFINITE:
+        raise FitError(f"glmer could not fit the model in {stage}: {opt.messages[-1]}. PIRLS fails at every "
+                       "parameter value tried; check for separation or extreme predictor values.")
 
 
 def hessian_vcov(H: np.ndarray, n_theta: int) -> np.ndarray | None:

@@ -23,7 +23,6 @@ through a grid, so the two differ by lme4's interpolation error, around 1e-4 rel
 """
 from __future__ import annotations
 
-import sys
 import warnings
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ import pandas as pd
 from scipy import optimize as sopt
 from scipy.stats import chi2, norm
 
-from .errors import DataError, MixedpyError
+from .errors import BootstrapWarning, DataError, MixedpyError, MixedpyInfo
 from .linalg.blocked import NotPositiveDefinite
 from .lmm import LMMProblem
 from .optimize import minimize
@@ -200,8 +199,27 @@ class _Profiler:
         s2 = sigma * sigma
         return float(f.ldL2 - self.problem.ldW + f.pwrss / s2 + self.n * np.log(2 * np.pi * s2))
 
+    #: how far an inner start is moved off a correlation bound of +-1 (BOBYQA started exactly on
+    #: such a bound can stop at once and report success, leaving the profile too high)
+    COR_MARGIN = 0.02
+
+    def _off_bounds(self, x: np.ndarray, free: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """A start for the inner fit inside the box and off the correlation bounds."""
+        x = np.clip(x, lo, hi)
+        kinds = self.map.kinds()  # variance parameters only; indices past them are fixed effects
+        cor = np.array([i < len(kinds) and kinds[i] == "cor" for i in free], dtype=bool)
+        if cor.any():
+            x[cor] = np.clip(x[cor], -1 + self.COR_MARGIN, 1 - self.COR_MARGIN)
+        return x
+
     def profile_var(self, j: int, v: float, start: np.ndarray) -> tuple[float, np.ndarray]:
-        """min over the other parameters of the deviance with phi_j = v; returns (dev, phi)."""
+        """min over the other parameters of the deviance with phi_j = v; returns (dev, phi).
+
+        The inner fit runs from ``start`` (the nearest profile point) moved off the correlation
+        bounds; when that start or its optimum lies on a bound (a correlation of +-1, an SD of 0) it
+        runs again from the ML estimates and the lower optimum is kept, so a warm start stuck at a
+        boundary cannot make the profile too high.
+        """
         free = np.array([i for i in range(self.map.n_var) if i != j])
         if free.size == 0:
             phi = np.array([v])
@@ -213,27 +231,38 @@ class _Profiler:
             phi[j] = v
             return self.deviance(phi)
 
-        x0 = np.clip(start[free], self.lo[free], self.hi[free])
         # keep strictly positive sigma away from its bound of 0
         lo = self.lo[free].copy()
         kinds = self.map.kinds()
         for a, i in enumerate(free):
             if kinds[i] == "sigma":
                 lo[a] = 1e-10 * max(self.phi_hat[i], 1.0)
-        res = minimize(fun, x0, lo, self.hi[free])
+        hi = self.hi[free]
+        best = minimize(fun, self._off_bounds(start[free], free, lo, hi), lo, hi)
+        if (_touches(start[free], lo, hi) or _touches(best.x, lo, hi)) \
+                and not np.array_equal(start[free], self.phi_hat[free]):
+            res = minimize(fun, self._off_bounds(self.phi_hat[free], free, lo, hi), lo, hi)
+            best = res if res.fmin < best.fmin else best
         phi = start.copy()
-        phi[free] = res.x
+        phi[free] = best.x
         phi[j] = v
-        return float(res.fmin), phi
+        return float(best.fmin), phi
 
     # -- fixed effects --------------------------------------------------------------------
     def profile_beta(self, j: int, v: float, start: np.ndarray) -> tuple[float, np.ndarray]:
-        """min over theta of the ML profiled deviance with beta_j = v (x_j v moved to the offset)."""
+        """min over theta of the ML profiled deviance with beta_j = v (x_j v moved to the offset),
+        from ``start``, and again from the ML theta when either end of that fit is on a bound (the
+        lower optimum is kept)."""
         P = self.problem
         X = np.delete(P.X, j, axis=1)
         sub = LMMProblem(P.terms, X, P.y, P.weights, P.offset + P.X[:, j] * v)
-        res = minimize(lambda th: sub.objective(th, False), start, sub.lower)
-        return float(res.fmin), res.x
+        inf = np.full(len(sub.lower), np.inf)
+        best = minimize(lambda th: sub.objective(th, False), start, sub.lower)
+        if (_touches(start, sub.lower, inf) or _touches(best.x, sub.lower, inf)) \
+                and not np.array_equal(start, self.ml.theta):
+            res = minimize(lambda th: sub.objective(th, False), self.ml.theta, sub.lower)
+            best = res if res.fmin < best.fmin else best
+        return float(best.fmin), best.x
 
     def var_start(self) -> np.ndarray:
         return self.phi_hat.copy()
@@ -273,8 +302,19 @@ class _Profiler:
                 dev, x = fun(j, v, starts[near])
                 cache[v] = (dev, x)
                 starts[v] = x
+                _monotone(v)
             dev = cache[v][0]
             return direction * np.sqrt(max(dev - self.base, 0.0))
+
+        def _monotone(v: float) -> None:
+            """The profile deviance cannot fall moving away from the optimum: a nearer point with a
+            higher deviance than v was a stuck inner fit, so refit it from v's optimum."""
+            for w in [w for w in cache if direction * (w - hat) > 0 and abs(w - hat) < abs(v - hat)]:
+                if cache[w][0] > cache[v][0] + 1e-10 * max(1.0, abs(cache[v][0])):
+                    dev, x = fun(j, w, cache[v][1])
+                    if dev < cache[w][0]:
+                        cache[w] = (dev, x)
+                        starts[w] = x
 
         target = zc
         a = hat
@@ -342,8 +382,16 @@ class _GlmerProfiler(_Profiler):
             pars[i] = v
             return self.deviance_full(pars)
 
-        res = minimize(fun, np.clip(start[free], lo, hi), lo, hi, initial_step=step, xtol_abs=1e-6,
-                       ftol_abs=1e-8)
+        def run(s0):
+            return minimize(fun, self._off_bounds(s0[free], free, lo, hi), lo, hi, initial_step=step,
+                            xtol_abs=1e-6, ftol_abs=1e-8)
+
+        res = run(start)
+        # as for lmer profiles: a start or optimum on a bound may be a stuck fit; retry from the MLE
+        mle = self.var_start()
+        if (_touches(start[free], lo, hi) or _touches(res.x, lo, hi)) and not np.array_equal(start, mle):
+            again = run(mle)
+            res = again if again.fmin < res.fmin else res
         pars = start.copy()
         pars[free] = res.x
         pars[i] = v
@@ -359,6 +407,12 @@ class _GlmerProfiler(_Profiler):
         return np.concatenate([self.phi_hat, self.beta_hat])
 
     beta_start = var_start
+
+
+def _touches(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float = 1e-6) -> bool:
+    """Some coordinate is on (within tol of) its bound: an inner fit started or ended there may be
+    stuck, so it is repeated from the ML estimates."""
+    return bool(np.any(x - lo <= tol) or np.any(hi - x <= tol))
 
 
 def confint_profile(fit, level: float = 0.95, parm=None) -> pd.DataFrame:
@@ -399,19 +453,13 @@ def _select(names: list[str], parm) -> list[int]:
 
 
 def _progress(iterable, total: int, enabled: bool, desc: str):
+    """A tqdm progress bar when the user asked for one (``progress=True``); library code never
+    prints otherwise."""
     if not enabled:
         return iterable
-    try:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        return tqdm(iterable, total=total, desc=desc, file=sys.stderr)
-    except ImportError:  # a plain counter on stderr
-        def gen():
-            for i, x in enumerate(iterable, 1):
-                if i % max(total // 20, 1) == 0 or i == total:
-                    print(f"\r{desc}: {i}/{total}", end="\n" if i == total else "", file=sys.stderr)
-                yield x
-        return gen()
+    return tqdm(iterable, total=total, desc=desc)
 
 
 @dataclass
@@ -423,6 +471,10 @@ class BootResult:
     t: pd.DataFrame
     n_singular: int
     messages: list[str]
+    n_failed: int = 0
+    #: ``messages`` with their warning categories: failed refits are a BootstrapWarning, the count
+    #: of singular refits is informational (MixedpyInfo)
+    notes: tuple[tuple[type, str], ...] = ()
 
     def confint(self, level: float = 0.95, type: str = "perc") -> pd.DataFrame:
         a = (1 - level) / 2
@@ -462,12 +514,13 @@ def _norm_inter(x_sorted: np.ndarray, alpha: float) -> float:
     return float(x_sorted[k - 1] + (h - lo_q) / (hi_q - lo_q) * (x_sorted[k] - x_sorted[k - 1]))
 
 
-def bootstrap(fit, nsim: int = 500, seed=None, progress: bool = True) -> BootResult:
+def bootstrap(fit, nsim: int = 500, seed=None, progress: bool = False) -> BootResult:
     """Parametric bootstrap as lme4's ``bootMer(fit, FUN, nsim, use.u = FALSE, type =
     "parametric")``: responses are simulated with new random effects (``simulate(fit)``) and
     the model is refitted to each with the same criterion (REML, ML or glmer's Laplace/AGQ),
     starting at the estimates.  The statistic is the sd/cor parameters, sigma (when the model has
-    one) and the fixed effects."""
+    one) and the fixed effects.  Refits that raise a :class:`~mixedpy.errors.MixedpyError` (the
+    fit failed) or a linear-algebra error are dropped and counted in ``messages``."""
     from .arm import simulate
 
     nsim = int(nsim)
@@ -489,12 +542,14 @@ def bootstrap(fit, nsim: int = 500, seed=None, progress: bool = True) -> BootRes
             continue
         n_singular += bool(r.is_singular)
         out[s] = np.concatenate([m.from_theta(r.theta, r.sigma), r.beta])
-    messages = []
+    notes = []
     if n_singular:
-        messages.append(f"{n_singular} of {nsim} refits were singular (boundary) fits")
+        notes.append((MixedpyInfo, f"{n_singular} of {nsim} refits were singular (boundary) fits"))
     if failed:
-        messages.append(f"{failed} of {nsim} refits failed and were dropped")
-    return BootResult(t0=t0, t=pd.DataFrame(out, columns=names), n_singular=n_singular, messages=messages)
+        notes.append((BootstrapWarning, f"{failed} of {nsim} refits failed and were dropped; the intervals use "
+                      f"the other {nsim - failed}. Increase nsim, or check the model for convergence problems"))
+    return BootResult(t0=t0, t=pd.DataFrame(out, columns=names), n_singular=n_singular,
+                      messages=[m for _, m in notes], n_failed=failed, notes=tuple(notes))
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,7 +558,7 @@ def bootstrap(fit, nsim: int = 500, seed=None, progress: bool = True) -> BootRes
 
 
 def confint(fit, method: str = "Wald", level: float = 0.95, parm=None, nsim: int = 500, seed=None,
-            boot_type: str = "perc", progress: bool = True) -> pd.DataFrame:
+            boot_type: str = "perc", progress: bool = False) -> pd.DataFrame:
     """Confidence intervals for the parameters of a mixed model, as lme4's ``confint.merMod``.
 
     Parameters
@@ -514,7 +569,9 @@ def confint(fit, method: str = "Wald", level: float = 0.95, parm=None, nsim: int
     level : coverage, e.g. 0.95
     parm : parameter names to report (default all; "theta_" or "beta_" as lme4)
     nsim, seed, boot_type, progress : bootstrap settings (``boot_type`` "perc", "basic" or
-        "norm"; ``progress`` shows a progress bar on stderr)
+        "norm"; ``progress=True`` shows a tqdm progress bar).  The bootstrap's notes are warnings:
+        :class:`~mixedpy.errors.BootstrapWarning` when refits failed and were dropped,
+        :class:`~mixedpy.errors.MixedpyInfo` for the count of singular refits
 
     Returns
     -------
@@ -529,8 +586,8 @@ def confint(fit, method: str = "Wald", level: float = 0.95, parm=None, nsim: int
         return confint_profile(fit, level, parm)
     elif key == "boot":
         res = bootstrap(fit, nsim=nsim, seed=seed, progress=progress)
-        for msg in res.messages:
-            print(msg, file=sys.stderr)
+        for category, msg in res.notes:
+            warnings.warn(msg, category, stacklevel=3)
         out = res.confint(level, boot_type)
     else:
         raise ValueError(f"method must be 'Wald', 'profile' or 'boot', got {method!r}")
@@ -571,7 +628,9 @@ def anova(*fits, refit: bool = True, names: list[str] | None = None) -> pd.DataF
     """Likelihood-ratio tests between nested mixed models (lme4 ``anova.merMod``).
 
     REML fits are refitted by ML first (``refit=True``, lme4's default), because REML
-    likelihoods of models with different fixed effects are not comparable.  The models are
+    likelihoods of models with different fixed effects are not comparable; lme4's message
+    "refitting model(s) with ML (instead of REML)" is then a :class:`~mixedpy.errors.MixedpyInfo`
+    warning.  The models are
     ordered by their number of parameters and each is tested against the previous one:
 
         Chisq = deviance_{m-1} - deviance_m,  Df = npar_m - npar_{m-1},  p = P(chi^2_Df > Chisq).
@@ -597,7 +656,7 @@ def anova(*fits, refit: bool = True, names: list[str] | None = None) -> pd.DataF
         raise ValueError(f"{len(names)} names given for {len(fits)} models")
     fits = list(fits)
     if refit and any(getattr(f, "reml", False) for f in fits):
-        print("refitting model(s) with ML (instead of REML)", file=sys.stderr)
+        warnings.warn("refitting model(s) with ML (instead of REML)", MixedpyInfo, stacklevel=2)
         fits = [f.refit(reml=False) if getattr(f, "reml", False) else f for f in fits]
     npar = np.array([_npar(f) for f in fits])
     order = np.argsort(npar, kind="stable")

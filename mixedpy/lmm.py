@@ -61,8 +61,10 @@ class LMMProblem:
         self.ldW = 0.0 if self.weights is None else float(np.log(self.weights[self.weights > 0]).sum())
         sqrt_w = None if self.weights is None else np.sqrt(self.weights)
         self.blocks = [TermBlock(t.codes, t.model_matrix, t.n_levels) for t in terms]
+        # stabilize: the cross-products use the scaled weighted-OLS residual of y - offset, so a
+        # large mean or extreme scale of y loses no digits (mixedpy.linalg.response)
         self.cross = CrossProducts(self.blocks, self.X, self.y - self.offset, sqrt_w,
-                                   names=[t.group_name for t in terms])
+                                   names=[t.group_name for t in terms], stabilize=True)
         self.lower = np.concatenate([t.theta_lower() for t in terms])
         self.n_evals = 0
 
@@ -72,12 +74,24 @@ class LMMProblem:
 
     def objective(self, theta: np.ndarray, reml: bool) -> float:
         """The profiled deviance (ML) or REML criterion at theta; +inf where L does not exist."""
+        return self.scale_free_objective(theta, reml) + self.scale_offset(reml)
+
+    def scale_free_objective(self, theta: np.ndarray, reml: bool) -> float:
+        """The criterion of the scaled response y_tilde (mixedpy.linalg.response): the criterion of y
+        less :meth:`scale_offset`.  The optimizer minimizes this one, so that y and k y present it
+        with the same values (and y + a with bit-identical ones) and it returns the same theta."""
         self.n_evals += 1
         try:
             f = self.cross.factor(self.relative_factors(np.asarray(theta, dtype=float)))
         except NotPositiveDefinite:
             return np.inf
-        return self._criterion(f.ldL2, f.ldRX2, f.pwrss, reml)
+        return self._criterion(f.ldL2, f.ldRX2, f.pwrss_tilde, reml)
+
+    def scale_offset(self, reml: bool) -> float:
+        """criterion(y) - criterion(y_tilde) = m log s^2, m = n - p (REML) or n (ML): pwrss = s^2
+        pwrss_tilde enters the criterion only through m log(pwrss)."""
+        m = self.n - self.p if reml else self.n
+        return m * 2.0 * np.log(self.cross.response.s)
 
     def _criterion(self, ldL2: float, ldRX2: float, pwrss: float, reml: bool) -> float:
         if pwrss <= 0:
@@ -113,7 +127,10 @@ class LMMProblem:
         simple = all(t.k == 1 and t.coef_names == ["(Intercept)"] for t in self.terms)
         if not simple or len(set(groups)) != len(groups):
             return start
-        y = self.y
+        # The ratio of variances is invariant to y -> a + b y.  Moving y by one of its own values is
+        # exact (Sterbenz), keeps the group sums from cancelling when y has a large mean, and makes
+        # the start bit-identical for y and y + a (then the optimizer takes the same path).
+        y = self.y - self.y[0] if self.n and np.isfinite(self.y[0]) else self.y
         v_f = []
         for t in self.terms:
             sums = np.bincount(t.codes, weights=y, minlength=t.n_levels)

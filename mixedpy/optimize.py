@@ -6,9 +6,16 @@ scipy's bounded L-BFGS-B and Nelder-Mead are available as ``optimizer="scipy"`` 
 ``"nelder_mead"``.  After the optimizer, lme4's ``restart_edge`` and ``boundary.tol``
 steps are applied, and the finite-difference gradient and Hessian feed ``checkConv``
 (ALGORITHMS.md 1.3-1.4).
+
+Every fit carries one :class:`Convergence` record: the optimizer's status code (never read from
+its message text), the gradient and Hessian checks, and the warnings with their categories.  A
+fit is ``converged`` only when the code is ``Status.CONVERGED`` and neither check failed.  An
+objective that is not finite at the optimum (+inf everywhere, or -inf somewhere: the criterion
+is unbounded below) is a failure, never an optimum.
 """
 from __future__ import annotations
 
+import enum
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -21,9 +28,88 @@ from .errors import ConvergenceWarning, SingularFitWarning
 SINGULAR_TOL = 1e-4
 
 
+class Status(str, enum.Enum):
+    """How an optimizer stopped, from its status code (lme4's ``optinfo$conv$opt``)."""
+
+    CONVERGED = "converged"    # a tolerance was met (NLopt 1-4, scipy success)
+    MAXEVAL = "maxeval"        # evaluation or iteration limit reached
+    ROUNDOFF = "roundoff"      # NLopt ROUNDOFF_LIMITED: rounding errors stopped progress
+    NONFINITE = "nonfinite"    # the objective is not finite at the optimum (+inf everywhere, or -inf)
+    FAILED = "failed"          # any other failure the optimizer reports
+
+
+@dataclass(frozen=True)
+class GradientCheck:
+    """lme4's scaled-gradient check: max_i min(|(R^-T g)_i|, |g_i|) with H = R'R against ``tol``.
+    ``max_scaled`` is NaN when it cannot be evaluated (H not positive definite or not finite)."""
+
+    max_scaled: float
+    tol: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.max_scaled) and self.max_scaled <= self.tol)
+
+
+@dataclass(frozen=True)
+class HessianCheck:
+    """Eigenvalues of the finite-difference Hessian and what is wrong with them (lme4 ``checkConv``).
+
+    ``problem`` is "" (none), "nonfinite", "negative" (degenerate: a saddle or maximum),
+    "singular" (an eigenvalue within tol of 0), "large" (an eigenvalue above 1/tol) or "ratio"
+    (condition number above 1/tol).  The last three make parameters weakly identified but are not
+    convergence failures, as in lme4."""
+
+    eigenvalues: tuple[float, ...]
+    tol: float
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.problem not in ("nonfinite", "negative")
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """The structured convergence record of a fit.
+
+    Attributes
+    ----------
+    status : how the optimizer stopped (:class:`Status`)
+    optimizer : the backend that ran ("bobyqa", "L-BFGS-B", "Nelder-Mead")
+    optimizer_message : the backend's own description of its stop (for people, never parsed)
+    warnings : (category, message) pairs, in the order they are issued
+    gradient, hessian : the checks at the optimum, or None when they were not made (singular fit,
+        ``calc_derivs=False``)
+    singular : the estimate is on the boundary (lme4 ``isSingular``); the checks are skipped
+    """
+
+    status: Status
+    optimizer: str = ""
+    optimizer_message: str = ""
+    warnings: tuple[tuple[type, str], ...] = ()
+    gradient: GradientCheck | None = None
+    hessian: HessianCheck | None = None
+    singular: bool = False
+
+    @property
+    def converged(self) -> bool:
+        """The optimizer met a tolerance and neither the gradient nor the Hessian check failed."""
+        return (self.status is Status.CONVERGED and (self.gradient is None or self.gradient.ok)
+                and (self.hessian is None or self.hessian.ok))
+
+    @property
+    def messages(self) -> list[str]:
+        return [m for _, m in self.warnings]
+
+
 @dataclass
 class OptSummary:
-    """What happened in one optimization (MixedModels.jl ``OptSummary``)."""
+    """What happened in one optimization (MixedModels.jl ``OptSummary``).
+
+    ``converged`` is True when the optimizer itself reported success (``code`` is
+    ``Status.CONVERGED``); the fit's verdict, which adds the derivative checks, is ``convergence``.
+    """
 
     optimizer: str
     x0: np.ndarray
@@ -36,21 +122,66 @@ class OptSummary:
     gradient: np.ndarray | None = None
     hessian: np.ndarray | None = None
     messages: list[str] = field(default_factory=list)
+    code: Status = Status.CONVERGED
+    convergence: Convergence | None = None
+
+
+_NLOPT_NAMES = {1: "SUCCESS", 2: "STOPVAL_REACHED", 3: "FTOL_REACHED", 4: "XTOL_REACHED",
+                5: "MAXEVAL_REACHED", 6: "MAXTIME_REACHED", -1: "FAILURE", -2: "INVALID_ARGS",
+                -3: "OUT_OF_MEMORY", -4: "ROUNDOFF_LIMITED", -5: "FORCED_STOP"}
+
+
+def _nlopt_status(code: int) -> Status:
+    if code in (1, 2, 3, 4):
+        return Status.CONVERGED
+    if code in (5, 6):
+        return Status.MAXEVAL
+    if code == -4:
+        return Status.ROUNDOFF
+    return Status.FAILED
+
+
+class _NoFiniteValue(Exception):
+    """Raised inside the objective to stop an optimizer that has found no finite value."""
+
+
+class _Tracked:
+    """The objective as the optimizer sees it: the best finite value is remembered, and a non-finite
+    one is shown to the optimizer as ``huge`` (BOBYQA needs finite values, so 1e300 there; scipy gets
+    +inf) -- +inf marks "no factor", -inf an unbounded criterion, and the first -inf is remembered.
+    NaN is treated like +inf."""
+
+    def __init__(self, fun, x0, huge: float = 1e300):
+        self.fun = fun
+        self.huge = huge
+        self.f = np.inf
+        self.x = np.asarray(x0, dtype=float).copy()
+        self.minus_inf_at = None
+        self.n = 0
+        # with no finite value after this many evaluations, searching on is pointless (Nelder-Mead
+        # would otherwise spin to maxiter on a simplex of infinities)
+        self.give_up = 200 + 20 * len(self.x)
+
+    def __call__(self, x):
+        self.n += 1
+        f = float(self.fun(x))
+        if not np.isfinite(self.f) and self.n > self.give_up:
+            raise _NoFiniteValue
+        if np.isfinite(f):
+            if f < self.f:
+                self.f, self.x = f, np.array(x, dtype=float)
+            return f
+        if f == -np.inf and self.minus_inf_at is None:
+            self.minus_inf_at = np.array(x, dtype=float)
+        return self.huge
 
 
 def _nlopt_bobyqa(fun, x0, lower, upper, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000, initial_step=None):
     import nlopt
 
-    best = {"f": np.inf, "x": np.asarray(x0, dtype=float)}
-
-    def tracked(x, grad):
-        f = float(fun(x))
-        if f < best["f"]:
-            best["f"], best["x"] = f, np.array(x)
-        return f if np.isfinite(f) else 1e300  # BOBYQA needs finite values; +inf marks "no factor"
-
+    tracked = _Tracked(fun, x0)
     opt = nlopt.opt(nlopt.LN_BOBYQA, len(x0))
-    opt.set_min_objective(tracked)
+    opt.set_min_objective(lambda x, grad: tracked(x))
     opt.set_lower_bounds(lower.tolist())
     opt.set_upper_bounds(upper.tolist())
     opt.set_xtol_abs(xtol_abs)
@@ -60,20 +191,44 @@ def _nlopt_bobyqa(fun, x0, lower, upper, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=1
         opt.set_initial_step(np.broadcast_to(np.asarray(initial_step, dtype=float), (len(x0),)).tolist())
     try:
         opt.optimize(np.clip(np.asarray(x0, dtype=float), lower, upper))
-        status = opt.last_optimize_result()
+        code = int(opt.last_optimize_result())
     except nlopt.RoundoffLimited:
-        status = nlopt.ROUNDOFF_LIMITED
-    ok = status > 0 and status != nlopt.MAXEVAL_REACHED or status == nlopt.ROUNDOFF_LIMITED
-    return best["x"], best["f"], opt.get_numevals(), f"nlopt status {status}", ok
+        code = -4
+    except (nlopt.ForcedStop, _NoFiniteValue):
+        code = -5
+    message = f"nlopt status {code} (NLOPT_{_NLOPT_NAMES.get(code, 'UNKNOWN')})"
+    return tracked, max(opt.get_numevals(), tracked.n), message, _nlopt_status(code)
 
 
-def _scipy(fun, x0, lower, upper, method):
+def _scipy(fun, x0, lower, upper, method, maxiter=100_000):
+    tracked = _Tracked(fun, x0, huge=np.inf)
     bounds = list(zip(np.where(np.isfinite(lower), lower, None), np.where(np.isfinite(upper), upper, None)))
-    opts = {"maxiter": 100_000}
+    opts = {"maxiter": maxiter}
     if method == "Nelder-Mead":
         opts.update(xatol=1e-8, fatol=1e-10, adaptive=len(x0) > 4)
-    res = so.minimize(fun, x0, method=method, bounds=bounds, options=opts)
-    return res.x, res.fun, res.nfev, str(res.message), bool(res.success)
+    try:
+        res = so.minimize(tracked, x0, method=method, bounds=bounds, options=opts)
+    except _NoFiniteValue:
+        return tracked, tracked.n, f"scipy {method} stopped: no finite objective value", Status.FAILED
+    # scipy's codes: L-BFGS-B 1 = function-evaluation/iteration limit; Nelder-Mead 1 and 2 = limits
+    if res.success:
+        code = Status.CONVERGED
+    elif (method == "L-BFGS-B" and res.status == 1) or (method == "Nelder-Mead" and res.status in (1, 2)):
+        code = Status.MAXEVAL
+    else:
+        code = Status.FAILED
+    return tracked, int(res.nfev), f"scipy {method} status {res.status}: {res.message}", code
+
+
+_ADVICE = {
+    Status.MAXEVAL: "the optimizer reached its evaluation limit before converging; refit starting from "
+                    "the current estimates (start=fit.theta) or try another optimizer (optimizer='nelder_mead')",
+    Status.ROUNDOFF: "rounding errors stopped the optimizer before it converged; the "
+                     "estimates may not be the optimum: try another optimizer (optimizer='nelder_mead') or "
+                     "rescale the predictors",
+    Status.FAILED: "the optimizer failed; try another optimizer (optimizer='nelder_mead'), rescale the "
+                   "predictors or give start values",
+}
 
 
 def minimize(fun: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
@@ -90,20 +245,38 @@ def minimize(fun: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarr
     summary = OptSummary(optimizer=optimizer, x0=x0.copy(), lower=lower)
     if optimizer == "bobyqa":
         try:
-            x, f, ne, status, ok = _nlopt_bobyqa(fun, x0, lower, upper, xtol_abs, ftol_abs, maxeval,
-                                                 initial_step)
+            tracked, ne, status, code = _nlopt_bobyqa(fun, x0, lower, upper, xtol_abs, ftol_abs, maxeval,
+                                                      initial_step)
         except ImportError:
             summary.optimizer = "L-BFGS-B"
-            x, f, ne, status, ok = _scipy(fun, x0, lower, upper, "L-BFGS-B")
+            tracked, ne, status, code = _scipy(fun, x0, lower, upper, "L-BFGS-B")
     elif optimizer in ("scipy", "L-BFGS-B"):
-        x, f, ne, status, ok = _scipy(fun, x0, lower, upper, "L-BFGS-B")
+        summary.optimizer = "L-BFGS-B"
+        tracked, ne, status, code = _scipy(fun, x0, lower, upper, "L-BFGS-B")
     elif optimizer in ("nelder_mead", "Nelder-Mead"):
-        x, f, ne, status, ok = _scipy(fun, x0, lower, upper, "Nelder-Mead")
+        summary.optimizer = "Nelder-Mead"
+        tracked, ne, status, code = _scipy(fun, x0, lower, upper, "Nelder-Mead")
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}; use 'bobyqa', 'scipy' or 'nelder_mead'")
-    summary.x, summary.fmin, summary.n_evals, summary.status, summary.converged = x, float(f), ne, status, ok
-    if not ok:
-        summary.messages.append(f"optimizer ({summary.optimizer}) did not report convergence: {status}")
+    summary.x, summary.fmin, summary.n_evals, summary.status = tracked.x, float(tracked.f), ne, status
+    if tracked.minus_inf_at is not None:
+        code = Status.NONFINITE
+        summary.messages.append(
+            f"the objective is -inf at {np.round(tracked.minus_inf_at, 6).tolist()}: the criterion is unbounded "
+            "below (for an LMM, the penalized residual sum of squares is zero, so the model reproduces the "
+            "response exactly), so it has no optimum; check for a response that is a copy of a predictor or "
+            "a grouping factor with one observation per level and no residual variation")
+    elif not np.isfinite(tracked.f):
+        code = Status.NONFINITE
+        summary.messages.append(
+            f"the objective is not finite at any of the {ne} points the optimizer tried, starting at "
+            f"{np.round(x0, 6).tolist()}; give start values where it is finite, rescale the predictors or "
+            "simplify the model")
+    elif code is not Status.CONVERGED:
+        summary.messages.append(f"optimizer ({summary.optimizer}) did not report convergence: {status}; "
+                                + _ADVICE[code])
+    summary.code = code
+    summary.converged = code is Status.CONVERGED
     return summary
 
 
@@ -132,7 +305,7 @@ def boundary_snap(fun, summary: OptSummary, tol: float = 1e-5) -> OptSummary:
         trial = x.copy()
         trial[i] = summary.lower[i]
         f = fun(trial)
-        if f <= summary.fmin:
+        if np.isfinite(f) and f <= summary.fmin:  # never accept a non-finite value as the optimum
             x, summary.fmin = trial, f
     summary.x = x
     return summary
@@ -170,42 +343,95 @@ def is_singular(theta: np.ndarray, lower: np.ndarray, tol: float = SINGULAR_TOL)
     return bool(np.any(theta[bounded] < tol))
 
 
-def check_convergence(summary: OptSummary, singular: bool, grad_tol: float = 2e-3,
-                      hess_tol: float = 1e-6, label: str = "") -> list[str]:
-    """lme4 ``checkConv``: the warnings a user should see, each with what to do about it.
+_SINGULAR_MSG = ("boundary (singular) fit: a variance component is estimated as zero (or a correlation as +-1); "
+                 "see is_singular. Consider simplifying the random-effects structure.")
 
-    Singular fits skip the gradient and Hessian checks, as in lme4.
-    """
-    msgs: list[tuple[type, str]] = []
-    if singular:
-        msgs.append((SingularFitWarning, "boundary (singular) fit: a variance component is estimated as zero (or a correlation "
-                    "as +-1); see is_singular. Consider simplifying the random-effects structure."))
-        return msgs
-    g, H = summary.gradient, summary.hessian
-    if g is None or H is None:
-        return msgs
+
+def _gradient_check(g: np.ndarray, H: np.ndarray, tol: float) -> tuple[GradientCheck, list]:
+    """lme4: scaled = solve(chol(H), g); max(pmin(|scaled|, |g|)) against tol."""
     try:
         R = np.linalg.cholesky(H).T
         scaled = np.linalg.solve(R, g)
-        m = float(np.max(np.minimum(np.abs(scaled), np.abs(g))))
-        if m > grad_tol:
-            msgs.append((ConvergenceWarning, f"Model failed to converge with max|grad| = {m:.6g} (tol = {grad_tol:g}): try "
-                        "another optimizer (optimizer='nelder_mead'), rescaling predictors, or a refit "
-                        "starting from the current estimates (start=fit.theta)."))
     except np.linalg.LinAlgError:
-        msgs.append((ConvergenceWarning, "unable to evaluate scaled gradient: the Hessian is not positive definite; "
-                    "check the model for over-parameterised random effects."))
-    ev = np.linalg.eigvalsh(H)
-    if np.any(ev < -hess_tol):
-        msgs.append((ConvergenceWarning, f"Model failed to converge: degenerate {label}Hessian with {int(np.sum(ev < -hess_tol))} "
-                    "negative eigenvalues; simplify the random effects or rescale variables."))
-    elif np.any(np.abs(ev) < hess_tol):
-        msgs.append((ConvergenceWarning, f"{label}Hessian is numerically singular: parameters are not uniquely determined."))
-    elif ev.max() * hess_tol > 1:
-        msgs.append((ConvergenceWarning, "Model is nearly unidentifiable: very large eigenvalue - rescale variables?"))
-    elif ev.min() / ev.max() < hess_tol:
-        msgs.append((ConvergenceWarning, "Model is nearly unidentifiable: large eigenvalue ratio - rescale variables?"))
-    return msgs
+        return GradientCheck(np.nan, tol), [(ConvergenceWarning, (
+            "unable to evaluate scaled gradient: the Hessian is not positive definite; check the model for "
+            "over-parameterised random effects (simplify them) or refit from the current estimates "
+            "(start=fit.theta)."))]
+    m = float(np.max(np.minimum(np.abs(scaled), np.abs(g)))) if g.size else 0.0
+    msgs = []
+    if m > tol:
+        msgs.append((ConvergenceWarning, f"Model failed to converge with max|grad| = {m:.6g} (tol = {tol:g}): try "
+                     "another optimizer (optimizer='nelder_mead'), rescaling predictors, or a refit "
+                     "starting from the current estimates (start=fit.theta)."))
+    return GradientCheck(m, tol), msgs
+
+
+def _hessian_check(H: np.ndarray, tol: float, label: str) -> tuple[HessianCheck, list]:
+    ev = np.linalg.eigvalsh(0.5 * (H + H.T))
+    evs = tuple(float(v) for v in ev)
+    if np.any(ev < -tol):
+        return HessianCheck(evs, tol, "negative"), [(ConvergenceWarning, (
+            f"Model failed to converge: degenerate {label}Hessian with {int(np.sum(ev < -tol))} negative "
+            "eigenvalues; simplify the random effects or rescale variables."))]
+    if np.any(np.abs(ev) < tol):
+        return HessianCheck(evs, tol, "singular"), [(ConvergenceWarning, (
+            f"{label}Hessian is numerically singular: parameters are not uniquely determined; simplify the "
+            "random effects or rescale variables."))]
+    if ev.size and ev.max() * tol > 1:
+        msg = "Model is nearly unidentifiable: very large eigenvalue - rescale variables?"
+        return HessianCheck(evs, tol, "large"), [(ConvergenceWarning, msg)]
+    if ev.size and ev.min() / ev.max() < tol:
+        msg = "Model is nearly unidentifiable: large eigenvalue ratio - rescale variables?"
+        return HessianCheck(evs, tol, "ratio"), [(ConvergenceWarning, msg)]
+    return HessianCheck(evs, tol), []
+
+
+def assess(summary: OptSummary, singular: bool, grad_tol: float = 2e-3, hess_tol: float = 1e-6,
+           label: str = "", extra: list[tuple[type, str]] | None = None) -> Convergence:
+    """lme4 ``checkConv`` as a :class:`Convergence` record; also stored as ``summary.convergence``.
+
+    The warnings are: the singular-fit note, then the gradient and Hessian checks (skipped for a
+    singular fit, as in lme4, and when the derivatives were not computed), then the optimizer's own
+    failure (``summary.messages``), then ``extra``.  A gradient or Hessian with a non-finite entry
+    (the objective is not finite next to the estimates) fails both checks with one warning.
+    """
+    msgs: list[tuple[type, str]] = []
+    gcheck = hcheck = None
+    g, H = summary.gradient, summary.hessian
+    if singular:
+        msgs.append((SingularFitWarning, _SINGULAR_MSG))
+    elif g is not None and H is not None:
+        g, H = np.asarray(g, dtype=float), np.asarray(H, dtype=float)
+        if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
+            gcheck = GradientCheck(np.nan, grad_tol)
+            hcheck = HessianCheck(tuple(np.full(len(g), np.nan)), hess_tol, "nonfinite")
+            msgs.append((ConvergenceWarning, (
+                f"Model failed to converge: the finite-difference gradient or {label}Hessian is not finite at "
+                "the estimates (the objective is not finite next to them), so convergence cannot be checked; "
+                "refit from other start values, try another optimizer (optimizer='nelder_mead') or rescale "
+                "the predictors.")))
+        else:
+            gcheck, gm = _gradient_check(g, H, grad_tol)
+            hcheck, hm = _hessian_check(H, hess_tol, label)
+            msgs += gm + hm
+    msgs += [(ConvergenceWarning, m) for m in summary.messages]
+    msgs += list(extra or [])
+    conv = Convergence(status=summary.code, optimizer=summary.optimizer, optimizer_message=summary.status,
+                       warnings=tuple(msgs), gradient=gcheck, hessian=hcheck, singular=bool(singular))
+    summary.convergence = conv
+    return conv
+
+
+def check_convergence(summary: OptSummary, singular: bool, grad_tol: float = 2e-3,
+                      hess_tol: float = 1e-6, label: str = "") -> list[tuple[type, str]]:
+    """lme4 ``checkConv``: the (category, message) warnings of the derivative checks, each with what
+    to do about it (the optimizer's own failure is not included; see :func:`assess`).
+
+    Singular fits skip the gradient and Hessian checks, as in lme4.
+    """
+    own = len(summary.messages)
+    conv = assess(summary, singular, grad_tol, hess_tol, label)
+    return list(conv.warnings[:len(conv.warnings) - own])
 
 
 def emit(messages: list[tuple[type, str]]) -> None:

@@ -14,6 +14,7 @@ import pandas as pd
 from .errors import DataError
 from .formula.bars import BarTerm, strip_bars
 from .formula.design import ModelDesign, new_fixed_matrix, new_offset, new_term_matrix, newdata_group_keys
+from .validation import check_bool, check_new_group_values, new_response
 from .lmm import LMMProblem, Profiled
 from .terms import relative_factors
 from .optimize import OptSummary, is_singular
@@ -21,12 +22,7 @@ from .varcorr import VarCorr, VarCorrTerm, unique_labels
 
 
 def _new_response(newresp, n: int) -> np.ndarray:
-    y = np.asarray(newresp, dtype=float)
-    if y.shape != (n,):
-        raise DataError(f"newresp has shape {y.shape}; the model has {n} observations")
-    if not np.all(np.isfinite(y)):
-        raise DataError("newresp has non-finite values")
-    return y
+    return new_response(newresp, n)
 
 
 class DesignBacked:
@@ -127,9 +123,16 @@ class MixedModelFit(DesignBacked):
         return np.sqrt(np.diag(self.vcov_array))
 
     @property
+    def convergence(self):
+        """The structured convergence record (:class:`mixedpy.optimize.Convergence`): the
+        optimizer's status code, the gradient and Hessian checks and the warnings with categories."""
+        return self.opt.convergence
+
+    @property
     def converged(self) -> bool:
-        """The optimizer reported convergence and no convergence check failed."""
-        return bool(self.opt.converged) and not any("failed to converge" in m for m in self.messages)
+        """The optimizer reached a tolerance and neither the gradient nor the Hessian check failed
+        (from ``convergence``'s status code and checks, never from message text)."""
+        return bool(self.convergence.converged)
 
     def _u_precision_inverse_blocks(self) -> list[np.ndarray]:
         """Diagonal blocks of (Lambda'Z'WZ Lambda + I)^{-1} from the fit's final factor."""
@@ -207,11 +210,7 @@ class MixedModelFit(DesignBacked):
         lookup = pd.Index(term.levels)
         codes = lookup.get_indexer(keys)
         codes[missing] = -1
-        if (codes < 0).any() and not allow_new_levels:
-            new = sorted(set(keys[codes < 0]))
-            listing = ", ".join(map(str, new))
-            raise DataError(f"new levels detected in newdata for {term.group_name!r}: {listing[:60]}; "
-                            "pass allow_new_levels=True to predict them with random effects 0")
+        check_new_group_values(term.group_name, keys, codes, missing, allow_new_levels)
         return codes
 
     def linear_predictor(self, newdata: pd.DataFrame | None = None, re_form=None,
@@ -270,7 +269,7 @@ class MixedModelFit(DesignBacked):
                         allow_new_levels=allow_new_levels)
 
     def confint(self, method: str = "Wald", level: float = 0.95, parm=None, nsim: int = 500, seed=None,
-                boot_type: str = "perc", progress: bool = True) -> pd.DataFrame:
+                boot_type: str = "perc", progress: bool = False) -> pd.DataFrame:
         """Wald, profile or parametric-bootstrap intervals, as lme4's ``confint``
         (see :func:`mixedpy.inference.confint`)."""
         from .inference import confint
@@ -339,7 +338,7 @@ class LmerFit(MixedModelFit):
         theta-hat.  ``quiet=True`` keeps the refit's messages in ``messages`` instead of warning."""
         from .lmer import fit_problem
 
-        reml = self.reml if reml is None else reml
+        reml = self.reml if reml is None else check_bool(reml, "reml")
         # the quiet ML refit of a REML fit (display's deviance, profiles) is made once: fits never change
         cacheable = not reml and kwargs == {"quiet": True} and newresp is None
         start = kwargs.pop("start", self.theta)

@@ -28,12 +28,13 @@ def vech_indices(k: int) -> tuple[np.ndarray, np.ndarray]:
 class RandomEffectsTerm:
     group_name: str               # e.g. "Subject" or "cask:batch"
     group_columns: tuple[str, ...]
-    expr: str                     # patsy expression of the term's model matrix
+    expr: str                     # R formula right-hand side of the term's model matrix
     codes: np.ndarray             # (n,) level index of each observation
     levels: list[str]             # level labels, in code order
     model_matrix: np.ndarray      # (n, k)
     coef_names: list[str]
     design_info: object = field(repr=False, default=None)
+    group_dtypes: tuple = field(repr=False, default=())  # training dtypes of group_columns (newdata matching)
 
     @property
     def n_levels(self) -> int:

@@ -21,7 +21,8 @@ REF = Path(__file__).parent / "reference"
 
 def dense_system(design, prob, theta, weights=None):
     """The augmented matrix [[U'WU + I, U'WX, U'Wy], [.., X'WX, X'Wy], [.., .., y'Wy]], U = Z Lambda,
-    built densely from the codes and model matrices, and its NumPy Cholesky factor."""
+    built densely from the codes and model matrices (y as the kernel's scaled residual), and its
+    NumPy Cholesky factor."""
     n = design.nobs
     cols = []
     for t, T in zip(design.terms, prob.relative_factors(theta)):
@@ -31,7 +32,10 @@ def dense_system(design, prob, theta, weights=None):
         cols.append(Z @ np.kron(np.eye(t.n_levels), T))
     U = np.hstack(cols)
     sw = np.ones(n) if weights is None else np.sqrt(weights)
-    M = np.column_stack([U, design.X, design.y - design.offset]) * sw[:, None]
+    # the response as the kernel factors it: y - offset - X c scaled by s (mixedpy.linalg.response)
+    resp = prob.cross.response
+    y_tilde = (design.y - design.offset - design.X @ resp.c) / resp.s
+    M = np.column_stack([U, design.X, y_tilde]) * sw[:, None]
     A = M.T @ M
     q = U.shape[1]
     A[np.arange(q), np.arange(q)] += 1.0
@@ -49,9 +53,11 @@ def check_against_dense(design, theta, weights=None, tol=1e-10):
     d = np.diag(L)
     assert f.ldL2 == pytest.approx(2 * np.log(d[:q]).sum(), rel=tol, abs=tol)
     assert f.ldRX2 == pytest.approx(2 * np.log(d[q:q + p]).sum(), rel=tol, abs=tol)
-    assert f.pwrss == pytest.approx(d[-1] ** 2, rel=1e-9)
+    resp = prob.cross.response
+    assert f.pwrss == pytest.approx(resp.s ** 2 * d[-1] ** 2, rel=1e-9)
     u, beta = f.coefficients()
     sol = np.linalg.solve(A[:-1, :-1], A[:-1, -1])
+    sol = np.concatenate([resp.u(sol[:q]), resp.beta(sol[q:])])
     np.testing.assert_allclose(np.concatenate([u, beta]), sol, rtol=1e-8, atol=1e-9 * np.abs(sol).max())
     Puu_inv = np.linalg.inv(A[:q, :q])
     start = 0
@@ -189,7 +195,7 @@ def test_structure_is_reused_across_weights():
     prob = LMMProblem(design.terms, design.X, design.y)
     st_ = prob.cross.structure
     w = np.random.default_rng(0).uniform(0.5, 2, design.nobs)
-    cp = CrossProducts(prob.blocks, design.X, design.y, np.sqrt(w), structure=st_)
+    cp = CrossProducts(prob.blocks, design.X, design.y, np.sqrt(w), structure=st_, stabilize=True)
     assert cp.structure is st_
     theta = np.array([0.9, 0.6])
     ref = LMMProblem(design.terms, design.X, design.y, w).cross.factor(prob.relative_factors(theta))
@@ -274,7 +280,7 @@ def test_sparse_target_with_dense_stored_sources_gathers_on_pattern(monkeypatch)
     codes = [t.codes for t in design.terms]
     st_.a_pos[1, 0] = codes[1] * design.terms[0].n_levels + codes[0]
     del st_.plans[1, 1, 0], st_.plans[2, 1, 0]
-    cp = CrossProducts(prob.blocks, design.X, design.y, structure=st_)
+    cp = CrossProducts(prob.blocks, design.X, design.y, structure=st_, stabilize=True)
     theta = np.array([0.6, 1.2, 0.5])
     f = cp.factor(prob.relative_factors(theta))
     _, L, _ = dense_system(design, prob, theta)

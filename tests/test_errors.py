@@ -44,7 +44,8 @@ def test_as_many_levels_as_observations(df):
 def test_more_random_effects_than_observations(df):
     small = df.iloc[:10].copy()
     small["g5"] = list("abcde") * 2
-    with pytest.raises(mp.DataError, match="random effects must be fewer than the observations"):
+    with pytest.raises(mp.DataError, match=r"number of observations \(=10\) <= number of random effects "
+                                           r"\(=15\) for term \(x \+ I\(x\*\*2\) \| g5\)"):
         mp.lmer("y ~ 1 + (x + I(x**2) | g5)", small)
 
 

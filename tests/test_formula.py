@@ -5,7 +5,7 @@ import pytest
 
 import mixedpy as mp
 from mixedpy.formula.bars import BarTerm, parse_formula
-from mixedpy.formula.design import build_design, r_column_name
+from mixedpy.formula.design import build_design
 
 # the small random data sets here carry no group effect, so singular fits are expected
 pytestmark = pytest.mark.filterwarnings("ignore::mixedpy.SingularFitWarning")
@@ -46,14 +46,6 @@ def test_offset_term_is_collected():
 def test_malformed_formulas(bad, msg):
     with pytest.raises(mp.FormulaError, match=msg):
         parse_formula(bad)
-
-
-@pytest.mark.parametrize("patsy_name, r_name", [
-    ("Intercept", "(Intercept)"), ("sex[T.M]", "sexM"), ("C(period)[T.2]", "period2"),
-    ("a[T.x]:b", "ax:b"), ("period[1]", "period1"), ("Days", "Days"), ("np.log(x)", "np.log(x)"),
-])
-def test_r_column_names(patsy_name, r_name):
-    assert r_column_name(patsy_name) == r_name
 
 
 @pytest.fixture
@@ -130,3 +122,20 @@ def test_string_levels_sort_like_r():
     ref = load_ref("verbagg_crossed")["ranef"]["item"]["levels"]
     d = build_design("r2 ~ 1 + (1 | item)", mp.datasets.load("verbagg").iloc[::-1])
     assert d.terms[0].levels == ref
+
+
+def test_categorical_levels_keep_their_order_and_drop_unused_ones():
+    """As R's droplevels: the categories that occur, in the categorical's own order."""
+    from mixedpy.formula.reval import sorted_levels
+
+    s = pd.Series(pd.Categorical(["b", "c", "b", None], categories=["c", "a", "b"]))
+    assert sorted_levels(s) == ["c", "b"]
+
+
+def test_interaction_group_labels_join_each_factors_level():
+    from mixedpy.formula.design import grouping_codes
+
+    d = pd.DataFrame({"a": ["x", "y", "x", "y", "x"], "b": [2, 1, 1, 1, 2]})
+    codes, labels = grouping_codes(d, ("a", "b"))
+    assert labels == ["x:1", "x:2", "y:1"]
+    assert [labels[c] for c in codes] == [f"{a}:{b}" for a, b in zip(d.a, d.b)]

@@ -1,6 +1,6 @@
 # Time one lme4 fit (the same model as the reference case) for benchmarks.
 # Usage: Rscript time_lme4.R CASE CSV_DIR [REPS]
-#   CASE: sleepstudy | exam | insteval | verbagg
+#   CASE: sleepstudy | exam | insteval | insteval10k (its first 10,000 rows) | verbagg
 #   CSV_DIR: folder holding sleepstudy.csv, exam.csv, insteval.csv, verbagg.csv
 #   REPS: repetitions, the median wall-clock time is reported (default 3; 1 for insteval)
 # Prints one JSON line: {"case", "seconds", "deviance", "fixef", ...}
@@ -23,6 +23,8 @@ spec <- switch(case,
               formula = "normexam ~ standLRT + sex + (standLRT | school)", family = NULL),
   insteval = list(data = rd("insteval", c("s", "d", "dept", "service")),
                   formula = "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)", family = NULL),
+  insteval10k = list(data = head(rd("insteval", c("s", "d", "dept", "service")), 10000),
+                     formula = "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)", family = NULL),
   verbagg = list(data = rd("verbagg", c("Gender", "item", "id", "btype", "situ", "mode")),
                  formula = "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
                  family = binomial()),

@@ -19,20 +19,22 @@ import warnings
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DiagnosticWarning
 from ..formula.design import build_design
 from ..lmer import caller_namespace, fit_problem
 from ..lmm import LMMProblem
+from ..threads import controls_threads
 from .diagnostics import convergence_messages, diagnose
 from .lmm_posterior import LMMPosterior
 from .posterior import Posterior
 from .priors import resolve_priors
 from .sampler import find_mode, run_ensemble
+from ..validation import check_constant_response, check_single_response
 
 _DEFAULT_LINK = {"binomial": "logit", "poisson": "log", "gaussian": "identity"}
 
 
-class BayesConvergenceWarning(UserWarning):
+class BayesConvergenceWarning(DiagnosticWarning):
     """R-hat or effective sample size indicate an unreliable posterior sample."""
 
 
@@ -70,10 +72,11 @@ def _finish(design, family, link, priors, draws, out, chains, method, rng, trial
     diag = diagnose(post.as_sequences(post.draws[pars].to_numpy()))
     post.messages = convergence_messages(pars, diag, post.n_draws)
     for m in post.messages:
-        warnings.warn(m, BayesConvergenceWarning, stacklevel=3)
+        warnings.warn(m, getattr(m, "category", BayesConvergenceWarning), stacklevel=3)
     return post
 
 
+@controls_threads
 def bayes_lmer(formula: str, data, prior="default", prior_intercept="default", prior_aux="default",
                prior_covariance=None, chains: int = 4, iter: int = 2000, warmup: int | None = None,
                seed=None, progress: bool = True, weights=None, offset=None, nwalkers: int | None = None,
@@ -103,9 +106,9 @@ def bayes_lmer(formula: str, data, prior="default", prior_intercept="default", p
     warmup_given = warmup is not None
     chains, iter, warmup = _check_run_args(chains, iter, warmup)
     design = build_design(formula, data, weights=weights, offset=offset, env=caller_namespace())
-    if design.y.ndim != 1:
-        raise DataError(f"bayes_lmer needs a single numeric response; {design.response_name!r} has two columns "
-                        "(use bayes_glmer with family='binomial')")
+    check_single_response(design.y, design.response_name, "bayes_lmer", "use bayes_glmer with family='binomial'")
+    # rstanarm's priors scale by sd(y): a constant response has none (ZeroDivisionError otherwise)
+    check_constant_response(design.y, design.weights, design.response_name, "bayes_lmer")
     priors = resolve_priors("gaussian", "identity", design.y, design.X, design.fixef_names, prior,
                             prior_intercept, prior_aux, prior_covariance)
     model = LMMPosterior(design, priors)
@@ -121,6 +124,7 @@ def bayes_lmer(formula: str, data, prior="default", prior_intercept="default", p
                    param_names=model.param_names)
 
 
+@controls_threads
 def bayes_glmer(formula: str, data, family: str = "binomial", link: str | None = None, prior="default",
                 prior_intercept="default", prior_covariance=None, chains: int = 4, iter: int = 2000,
                 warmup: int | None = None, seed=None, progress: bool = True, weights=None, offset=None,
@@ -144,7 +148,7 @@ def bayes_glmer(formula: str, data, family: str = "binomial", link: str | None =
     if link not in allowed:
         raise ValueError(f"link {link!r} is not available for {family}; use one of {allowed}")
     design = build_design(formula, data, weights=weights, offset=offset, env=caller_namespace(),
-                          allow_n_levels=True)
+                          allow_n_levels=True, drop_zero_weights=False)
     model = GLMMPosterior(design, family, link, None, n_importance)
     priors = resolve_priors(family, link, model.y_for_priors, design.X, design.fixef_names, prior,
                             prior_intercept, None, prior_covariance)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 
-from ..errors import DataError
+from ..validation import check_binomial_response, check_poisson_response
 from .model import Centering, coefficient_logprior, coefficient_prior_arrays, covariance_terms
 from .priors import ResolvedPriors
 
@@ -151,6 +151,7 @@ class GLMMPosterior:
         y = np.asarray(design.y, dtype=float)
         w = design.weights
         if family == "binomial":
+            check_binomial_response(y, w, design.response_name)
             if y.ndim == 2:
                 self.k_obs, self.trials = y[:, 0], y[:, 0] + y[:, 1]
             elif w is not None:      # proportion with weights = number of trials (rstanarm)
@@ -158,12 +159,9 @@ class GLMMPosterior:
                 self.k_obs = np.round(y * self.trials)
             else:
                 self.k_obs, self.trials = y, np.ones_like(y)
-            if np.any(self.k_obs < 0) or np.any(self.k_obs > self.trials):
-                raise DataError("binomial response must lie between 0 and the number of trials")
             self.y_for_priors = np.where(self.trials > 0, self.k_obs / np.maximum(self.trials, 1), 0)
         else:
-            if y.ndim != 1 or np.any(y < 0) or np.any(y != np.round(y)):
-                raise DataError("poisson response must be non-negative counts")
+            check_poisson_response(y, design.response_name)
             self.k_obs, self.trials, self.y_for_priors = y, None, y
         self._log_choose = (special.gammaln(self.trials + 1) - special.gammaln(self.k_obs + 1)
                             - special.gammaln(self.trials - self.k_obs + 1)) if family == "binomial" \

@@ -24,6 +24,15 @@ so emcee explores only (log sigma, covariance parameters).  Given each kept draw
 beta | sigma, Sigma, y ~ N(P^{-1}h, P^{-1}) and u | beta, sigma, Sigma, y ~
 N(A^{-1} Lambda'Z'W(y - X beta), sigma^2 A^{-1}) with A = L L' from the same factor, b = Lambda u.
 All of this is exact; the only Monte-Carlo error is emcee's.
+
+Precision: the cross-products are formed from y_tilde = (y - X_c c) / s, the weighted OLS residual
+scaled by its RMS s (:mod:`mixedpy.linalg.response`), because G_yy of a response with a
+large mean or extreme scale is a cancelling downdate.  Writing beta = c + s beta_tilde and
+sigma = s sigma_tilde, every quadratic form above is s^2 times the same form in the tilde
+quantities, and a normal prior N(m, 1/p) on beta_j is N((m_j - c_j) / s, 1/(p_j s^2)) on
+beta_tilde_j.  The marginal is evaluated in those coordinates and the Jacobian
+(p - #normal priors - sum(w)) log s is added back, so log_prob keeps its value; emcee's
+parameters (log sigma, the covariance parameters, beta) are unchanged.
 """
 from __future__ import annotations
 
@@ -31,6 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..linalg.blocked import CrossProducts, NotPositiveDefinite, TermBlock
+from ..linalg.response import ResponseScaling
 from .model import Centering, coefficient_logprior, coefficient_prior_arrays, covariance_terms
 from .priors import ResolvedPriors
 
@@ -70,12 +80,21 @@ class LMMPosterior:
         self.sum_w = float(self.w.sum())
         sqrt_w = None if w is None else np.sqrt(self.w)
         blocks = [TermBlock(t.codes, t.model_matrix, t.n_levels) for t in self.terms]
-        self.cp = CrossProducts(blocks, self.Xc, self.y, sqrt_w)
+        # y = Xc c + s y_tilde: the kernel only ever sees the well-scaled y_tilde (module docstring)
+        self.response, self.y_tilde = ResponseScaling.of(self.Xc, self.y, sqrt_w)
+        self.cp = CrossProducts(blocks, self.Xc, self.y_tilde, sqrt_w)
         self.cov_terms = covariance_terms(self.terms, priors)
         self.integrate_beta = priors.all_gaussian
         self.prior_loc, self.prior_prec, _ = coefficient_prior_arrays(priors, self.names)
         nonflat = self.prior_prec > 0
-        self._prior_const = 0.5 * np.log(self.prior_prec[nonflat]).sum() - 0.5 * nonflat.sum() * _LOG2PI
+        c, sc = self.response.c, self.response.s
+        # the coefficient priors in beta_tilde = (beta - c) / s coordinates
+        self._loc_t = (self.prior_loc - c) / sc
+        self._prec_t = self.prior_prec * sc * sc
+        self._prior_const_t = 0.5 * np.log(self._prec_t[nonflat]).sum() - 0.5 * nonflat.sum() * _LOG2PI
+        # log p(y | .) - log p(y_tilde | .): Jacobian of y = Xc c + s y_tilde and beta = c + s beta_tilde
+        self._log_jac = (self.p - nonflat.sum() - self.sum_w) * np.log(sc) if self.integrate_beta \
+            else -self.sum_w * np.log(sc)
         self._batched = len(self.terms) == 1 and not self.cp.sparse
         if self._batched:
             self._B3 = np.asarray(self.cp.B).reshape(self.cp.m, self.cp.J1, self.cp.k1)
@@ -183,21 +202,24 @@ class LMMPosterior:
         return ldL2, G, ok, factors
 
     def _marginal(self, sigma, ldL2, G, beta):
-        """log p(y | sigma, Sigma [, beta]) from ldL2 and G."""
-        s2 = sigma ** 2
+        """log p(y | sigma, Sigma [, beta]) from ldL2 and the G of y_tilde, evaluated in the tilde
+        coordinates sigma / s, (beta - c) / s and mapped back by the Jacobian (module docstring)."""
+        sc = self.response.s
+        s2 = (sigma / sc) ** 2
         p = self.p
-        base = -0.5 * (ldL2 + self.sum_w * (_LOG2PI + np.log(s2)))
+        base = -0.5 * (ldL2 + self.sum_w * (_LOG2PI + np.log(s2))) + self._log_jac
         Gxx, Gxy, Gyy = G[:, :p, :p], G[:, :p, p], G[:, p, p]
         if beta is not None:
-            quad = Gyy - 2 * np.einsum("wp,wp->w", beta, Gxy) + np.einsum("wp,wpq,wq->w", beta, Gxx, beta)
+            bt = (beta - self.response.c) / sc
+            quad = Gyy - 2 * np.einsum("wp,wp->w", bt, Gxy) + np.einsum("wp,wpq,wq->w", bt, Gxx, bt)
             return base - 0.5 * quad / s2
         if p == 0:
             return base - 0.5 * Gyy / s2
-        P = Gxx / s2[:, None, None] + np.diag(self.prior_prec)[None]
-        h = Gxy / s2[:, None] + (self.prior_prec * self.prior_loc)[None]
+        P = Gxx / s2[:, None, None] + np.diag(self._prec_t)[None]
+        h = Gxy / s2[:, None] + (self._prec_t * self._loc_t)[None]
         _, logdetP, m = _chol_logdet_solve(P, h)
-        quad = Gyy / s2 + np.sum(self.prior_prec * self.prior_loc ** 2) - np.einsum("wp,wp->w", h, m)
-        return base - 0.5 * logdetP - 0.5 * quad + self._prior_const + 0.5 * p * _LOG2PI
+        quad = Gyy / s2 + np.sum(self._prec_t * self._loc_t ** 2) - np.einsum("wp,wp->w", h, m)
+        return base - 0.5 * logdetP - 0.5 * quad + self._prior_const_t + 0.5 * p * _LOG2PI
 
     def log_prob(self, x: np.ndarray) -> np.ndarray:
         """Unnormalized log posterior density of unconstrained parameters x (W, dim) -> (W,)."""
@@ -246,19 +268,23 @@ class LMMPosterior:
             factors = None
         else:
             ldL2, G, ok, factors = self._factor_loop(Ts)
-        s2 = sigma ** 2
+        # in the tilde coordinates of the module docstring: beta = c + sc beta_t, sigma = sc sigma_t
+        c, sc = self.response.c, self.response.s
+        s2 = (sigma / sc) ** 2
         if beta_x is not None:
             beta = beta_x
+            beta_t = (beta - c) / sc
         elif p:
-            P = G[:, :p, :p] / s2[:, None, None] + np.diag(self.prior_prec)[None]
-            h = G[:, :p, p] / s2[:, None] + (self.prior_prec * self.prior_loc)[None]
+            P = G[:, :p, :p] / s2[:, None, None] + np.diag(self._prec_t)[None]
+            h = G[:, :p, p] / s2[:, None] + (self._prec_t * self._loc_t)[None]
             Lp, _, m = _chol_logdet_solve(P, h)
             z = rng.standard_normal((W, p))
-            # beta = m + L_P^{-T} z has covariance P^{-1}
-            beta = m + np.linalg.solve(np.swapaxes(Lp, 1, 2), z[..., None])[..., 0]
+            # beta_t = m + L_P^{-T} z has covariance P^{-1}
+            beta_t = m + np.linalg.solve(np.swapaxes(Lp, 1, 2), z[..., None])[..., 0]
+            beta = c + sc * beta_t
         else:
-            beta = np.zeros((W, 0))
-        resid = self.y[None, :] - beta @ self.Xc.T                     # (W, n)
+            beta = beta_t = np.zeros((W, 0))
+        resid = sc * (self.y_tilde[None, :] - beta_t @ self.Xc.T)    # y - Xc beta without cancellation, (W, n)
         v = np.asarray(self._ZtW @ resid.T).T                            # Z'W(y - X beta), (W, q)
         z = rng.standard_normal(v.shape)
         out["sigma"][sl] = sigma

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from ..errors import DataError
+from ..errors import DataError, FormulaError
 from ..formula.design import new_fixed_matrix, new_offset, new_term_matrix, newdata_group_keys
+from ..validation import check_new_group_values
 from ..rformat import fround
 from ..varcorr import VarCorr as VarCorrTable
 from ..varcorr import VarCorrTerm
@@ -199,12 +200,11 @@ class Posterior(DesignBacked):
         return np.sort(rng.choice(S, size=int(draws), replace=False))
 
     def _term_codes(self, t, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
-        keys, _ = newdata_group_keys(t, newdata)
+        keys, missing = newdata_group_keys(t, newdata)
         codes = pd.Index(t.levels).get_indexer(keys)
-        if (codes < 0).any() and not allow_new_levels:
-            new = sorted(set(keys[codes < 0]))
-            raise DataError(f"new levels in newdata for {t.group_name!r}: {', '.join(map(str, new))[:60]}; pass "
-                            "allow_new_levels=True to draw their effects (sample_new_levels)")
+        codes[missing] = -1
+        check_new_group_values(t.group_name, keys, codes, missing, allow_new_levels,
+                               "effects drawn as sample_new_levels says")
         # several new levels: each distinct new level gets its own index past the fitted ones
         new_keys = pd.Index(pd.unique(keys[codes < 0]))
         codes = codes.copy()
@@ -281,7 +281,7 @@ class Posterior(DesignBacked):
             try:
                 frame = pd.DataFrame(newdata).reset_index(drop=True)
                 return sum(np.asarray(_eval_expr(p, frame, self.design.env), dtype=float) for p in parts)
-            except Exception as exc:
+            except (FormulaError, ValueError, TypeError) as exc:  # a missing column, or not numeric
                 raise DataError("newdata needs the columns of the cbind() response to know the number of "
                                 f"trials ({exc})") from exc
         return np.ones(len(newdata))

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import special
 
 from ..rformat import format_r
+from ..validation import check_constant_response
 
 _PROBIT_FACTOR = (1.0 / np.sqrt(2.0 * np.pi)) / 0.25
 
@@ -308,7 +309,13 @@ def resolve_priors(family: str, link: str, y: np.ndarray, X: np.ndarray, fixef_n
     probit = link == "probit"
     has_int = "(Intercept)" in fixef_names
     others = [j for j, nm in enumerate(fixef_names) if nm != "(Intercept)"]
-    sd_y = float(np.std(y, ddof=1)) if gaussian else 1.0
+    if gaussian:
+        check_constant_response(y, None, "y", "rstanarm's autoscaled priors (scale 2.5 sd(y))")
+    # moments of y about one of its own values: the shift is exact (Sterbenz), so a large mean costs
+    # no digits and y + a (a exactly representable) gives bit-identical prior scales
+    y_ref = float(y[0]) if np.size(y) else 0.0
+    y_dev = np.asarray(y, dtype=float) - y_ref
+    sd_y = float(np.std(y_dev, ddof=1)) if gaussian else 1.0
     sd_x = np.std(X[:, others], axis=0, ddof=1) if others else np.zeros(0)
     sd_x = np.where(sd_x > 0, sd_x, 1.0)
 
@@ -321,7 +328,7 @@ def resolve_priors(family: str, link: str, y: np.ndarray, X: np.ndarray, fixef_n
     intercept = None
     if has_int:
         if int_default:
-            loc = float(np.mean(y)) if gaussian and link == "identity" else 0.0
+            loc = y_ref + float(np.mean(y_dev)) if gaussian and link == "identity" else 0.0
             prior_intercept = Normal(loc, 2.5, True)
         intercept = _coef_prior(prior_intercept, 1, np.array([sd_y]), probit, int_default)
 

@@ -1,8 +1,9 @@
 """Split an lme4 formula into its fixed part and its random-effects ("bar") terms.
 
 lme4 (via reformulas' ``findbars``/``nobars``) strips every ``(expr | group)`` term
-from the right-hand side before the fixed-effects model matrix is built; patsy
-only ever sees the bar-free remainder.  This module does the same on strings:
+from the right-hand side before the fixed-effects model matrix is built; the
+model-matrix stage (:mod:`.modelmatrix`) only ever sees the bar-free remainder.
+This module does the same on strings:
 
 * ``(x | g)``      one correlated term with the columns of ``~ x`` (intercept implied);
 * ``(x || g)``     one uncorrelated term per model term of ``~ x`` (``(1|g) + (0 + x|g)``);
@@ -19,13 +20,14 @@ import re
 from dataclasses import dataclass
 
 from ..errors import FormulaError
+from .rterms import expand_terms
 
 
 @dataclass(frozen=True)
 class BarTerm:
     """One random-effects term ``(expr | group)`` after expansion.
 
-    ``expr`` is a patsy formula right-hand side for the term's model matrix and
+    ``expr`` is an R formula right-hand side for the term's model matrix and
     ``group`` a tuple of column names whose combination is the grouping factor.
     """
 
@@ -46,6 +48,21 @@ class ParsedFormula:
     original: str
 
 
+def _code_chars(text: str):
+    """``(index, char)`` of the characters outside backticks and string literals, so that a
+    name such as `` `a-b` `` or a string ``"x|y"`` never splits a formula."""
+    quote = None
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "`'\"":
+            quote = ch
+            continue
+        yield i, ch
+
+
 def _split_top_level(text: str, seps: str) -> list[tuple[str, str]]:
     """Split ``text`` at the characters in ``seps`` that are outside parentheses.
 
@@ -56,7 +73,7 @@ def _split_top_level(text: str, seps: str) -> list[tuple[str, str]]:
     depth = 0
     sign = "+"
     start = 0
-    for i, ch in enumerate(text):
+    for i, ch in _code_chars(text):
         if ch in "([":
             depth += 1
         elif ch in ")]":
@@ -79,7 +96,7 @@ def _strip_outer_parens(text: str) -> str | None:
     if not (text.startswith("(") and text.endswith(")")):
         return None
     depth = 0
-    for i, ch in enumerate(text):
+    for i, ch in _code_chars(text):
         depth += ch == "("
         depth -= ch == ")"
         if depth == 0 and i < len(text) - 1:
@@ -90,7 +107,7 @@ def _strip_outer_parens(text: str) -> str | None:
 def _find_bar(inner: str) -> tuple[str, str, bool] | None:
     """Locate a top-level ``|`` or ``||`` in the inside of a parenthesised term."""
     depth = 0
-    for i, ch in enumerate(inner):
+    for i, ch in _code_chars(inner):
         if ch in "([":
             depth += 1
         elif ch in ")]":
@@ -103,7 +120,7 @@ def _find_bar(inner: str) -> tuple[str, str, bool] | None:
     return None
 
 
-_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+_NAME = re.compile(r"^(?:[^\W\d]|\.)[\w.]*$|^`[^`]+`$")  # an R name (any letters) or a backticked one
 
 
 def _expand_group(group: str, term_text: str) -> list[tuple[str, ...]]:
@@ -121,7 +138,6 @@ def _expand_group(group: str, term_text: str) -> list[tuple[str, ...]]:
         for level in nest[: depth + 1]:
             parts = [p.strip() for p in level.split(":")]
             for p in parts:
-                p = p.strip("`")
                 if not _NAME.match(p):
                     raise FormulaError(
                         f"grouping factor {p!r} in {term_text!r} is not a column name; "
@@ -132,21 +148,10 @@ def _expand_group(group: str, term_text: str) -> list[tuple[str, ...]]:
 
 
 def _double_bar_exprs(lhs: str) -> list[str]:
-    """``x + z`` under ``||`` -> ["1", "0 + x", "0 + z"] (intercept if not removed)."""
-    pieces = _split_top_level(lhs, "+-")
-    has_intercept = True
-    others: list[str] = []
-    for sign, piece in pieces:
-        if piece in ("0", "-1") or (sign == "-" and piece == "1"):
-            has_intercept = False
-        elif piece == "1":
-            has_intercept = sign == "+"
-        elif piece:
-            if sign == "-":
-                raise FormulaError(f"cannot remove {piece!r} inside a '||' term")
-            others.append(piece)
-    exprs = ["1"] if has_intercept else []
-    exprs += [f"0 + {p}" for p in others]
+    """``x + z`` under ``||`` -> ["1", "0 + x", "0 + z"]: one term per model term of ``~ lhs``,
+    the intercept first unless removed (lme4 ``expandDoubleVerts``, so ``x*z`` gives x, z, x:z)."""
+    structure = expand_terms(lhs)
+    exprs = (["1"] if structure.intercept else []) + [f"0 + {t}" for t in structure.term_labels()]
     if not exprs:
         raise FormulaError(f"random-effects term ({lhs} || ...) has no columns")
     return exprs

@@ -36,6 +36,8 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from ..threads import block_threads
+from .response import ResponseScaling
 from .structure import BLKDIAG, DENSE, DIAGONAL, SPARSE, BlockStructure
 
 
@@ -167,6 +169,11 @@ class CrossProducts:
     structure : a :class:`~mixedpy.linalg.structure.BlockStructure` of these blocks, to reuse the
         symbolic analysis (it depends only on the level codes), e.g. across PIRLS iterations
     names : block names for :meth:`description`
+    stabilize : replace y by its scaled weighted-OLS residual y_tilde = (y - X c) / s before forming
+        the cross-products (:mod:`mixedpy.linalg.response`), so that a large mean or an extreme
+        scale of y costs no digits.  The factor's ``pwrss`` and ``coefficients()`` are then mapped
+        back to y; ``C``, ``B`` and ``L22``'s last row hold y_tilde's products, and ``response``
+        says how to map them.  Without it ``response`` is the identity.
     """
 
     #: an off-diagonal block with more entries than this and fewer than SPARSE_DENSITY of its level
@@ -175,8 +182,13 @@ class CrossProducts:
     SPARSE_DENSITY = 0.1
 
     def __init__(self, blocks: list[TermBlock], X: np.ndarray, y: np.ndarray, sqrt_w: np.ndarray | None = None,
-                 structure: BlockStructure | None = None, names: list[str] | None = None):
+                 structure: BlockStructure | None = None, names: list[str] | None = None,
+                 stabilize: bool = False):
         self.blocks = blocks
+        if stabilize:
+            self.response, y = ResponseScaling.of(X, y, sqrt_w)
+        else:
+            self.response = ResponseScaling.identity(X.shape[1])
         if structure is None:
             structure = self.analyse(blocks, names)
         self.structure = st = structure
@@ -331,23 +343,26 @@ class CrossProducts:
         # 2. left-looking block Cholesky; a block is final once its column is done, so its scipy form
         # (for sparse products) is built at most once per factorization
         self._ops = {}
-        fac, inv = {}, {}
-        for j in range(T + 1):
-            for kk in range(j):
-                self._update_diag(L, j, kk)
-            if j < T and _is_blockdiag(types[j, j]):
-                fac[j], inv[j] = _batch_cholesky(L[j, j])
-            else:
-                try:
-                    fac[j] = sla.cholesky(L[j, j], lower=True, check_finite=False)
-                except np.linalg.LinAlgError as exc:
-                    raise NotPositiveDefinite("downdated cross-product matrix is not positive definite") from exc
-                if j < T and not np.all(np.isfinite(fac[j])):
-                    raise NotPositiveDefinite("downdated cross-product matrix is not positive definite")
-            for i in range(j + 1, T + 1):
+        # the dense blocks after the first term are the only place where more than one BLAS thread
+        # can pay off, and only for a large system (mixedpy.threads)
+        with block_threads(self.m):
+            fac, inv = {}, {}
+            for j in range(T + 1):
                 for kk in range(j):
-                    self._update_off(L, i, j, kk)
-                self._rdiv(L, i, j, fac[j], inv.get(j))
+                    self._update_diag(L, j, kk)
+                if j < T and _is_blockdiag(types[j, j]):
+                    fac[j], inv[j] = _batch_cholesky(L[j, j])
+                else:
+                    try:
+                        fac[j] = sla.cholesky(L[j, j], lower=True, check_finite=False)
+                    except np.linalg.LinAlgError as exc:
+                        raise NotPositiveDefinite("downdated cross-product matrix is not positive definite") from exc
+                    if j < T and not np.all(np.isfinite(fac[j])):
+                        raise NotPositiveDefinite("downdated cross-product matrix is not positive definite")
+                for i in range(j + 1, T + 1):
+                    for kk in range(j):
+                        self._update_off(L, i, j, kk)
+                    self._rdiv(L, i, j, fac[j], inv.get(j))
         ops, self._ops = self._ops, {}
         return BlockedFactor(self, T_list, L, fac, inv, ops)
 
@@ -503,7 +518,9 @@ class BlockedFactor:
         self.ldL2 = 2.0 * ld
         dF = np.diag(fac[T])
         self.ldRX2 = 2.0 * np.log(np.abs(dF[:p])).sum()
-        self.pwrss = float(dF[p] ** 2)
+        #: pwrss of the response the cross-products were formed from (y_tilde when stabilized)
+        self.pwrss_tilde = float(dF[p] ** 2)
+        self.pwrss = cp.response.pwrss(self.pwrss_tilde)
 
     # ----- first block, as the AGQ code and Bayesian kernels use it --------------------------
     @property
@@ -584,12 +601,13 @@ class BlockedFactor:
         return c[:q1], c[q1:]
 
     def coefficients(self) -> tuple[np.ndarray, np.ndarray]:
-        """(u-hat of length q, beta-hat of length p): back-substitution with the last row of L."""
+        """(u-hat of length q, beta-hat of length p) of y: back-substitution with the last row of L,
+        mapped back from y_tilde when the cross-products were stabilized."""
         cp = self.cp
         T, p = cp.T, cp.p
         c = np.concatenate([self.L[T, j][p] for j in range(T)] + [self.fac[T][p, :p]])
         x = self._solve_upper_all(c)
-        return x[:cp.q], x[cp.q:]
+        return cp.response.u(x[:cp.q]), cp.response.beta(x[cp.q:])
 
     def rx(self) -> np.ndarray:
         """R_X (p x p upper triangular) with R_X'R_X = X'WX - R_ZX'R_ZX."""
