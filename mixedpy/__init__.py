@@ -14,7 +14,9 @@ from .errors import (BootstrapWarning, ConvergenceWarning, DataError, DataWarnin
                      RankDeficiencyWarning, ScaleWarning, SingularFitWarning, ZeroWeightsWarning)
 from .glmer import GlmerFit, glmer
 from .inference import anova, confint
+from .linalg.structure import block_description
 from .lmer import LMM, lmer
+from .modular import lmer_devfun
 from .pooling import pooling
 from .results import LmerFit
 from .threads import get_num_threads, set_num_threads
@@ -24,7 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # fitting
-    "lmer", "LMM", "glmer", "bayes_lmer", "bayes_glmer", "LmerFit", "GlmerFit",
+    "lmer", "LMM", "glmer", "lmer_devfun", "block_description", "bayes_lmer", "bayes_glmer", "LmerFit", "GlmerFit",
     # lme4 / arm accessors
     "fixef", "ranef", "coef", "VarCorr", "sigma_hat", "se_fixef", "se_ranef", "vcov",
     # arm layer and inference

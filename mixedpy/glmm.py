@@ -84,6 +84,12 @@ class PIRLSError(FitError):
     values it means the model cannot be fitted."""
 
 
+
+def _first_iteration_failure(theta: np.ndarray, what: str) -> str:
+    return (f"PIRLS diverged at its first iteration at theta = {np.round(theta, 6).tolist()}: {what} the "
+            "starting linear predictor. Check for extreme predictor values (rescale them), separation, or "
+            "give other start values.")
+
 class SeparationWarning(ConvergenceWarning):
     """Fitted probabilities of 0 or 1: the fixed effects separate the outcome."""
 
@@ -157,6 +163,8 @@ class GLMMProblem:
         self.family = family
         self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)
         self.blocks = [TermBlock(t.codes, t.model_matrix, t.n_levels) for t in terms]
+        # the block structure depends only on the level codes: analysed once, reused by every PIRLS step
+        self.structure = CrossProducts.analyse(self.blocks, [t.group_name for t in terms])
         self.lower = np.concatenate([t.theta_lower() for t in terms])
         self.n_theta = len(self.lower)
         self.aic_const = family.loglik_const(resp)
@@ -200,23 +208,23 @@ class GLMMProblem:
             mu_eta = fam.mu_eta(eta)
             sqrt_w = mu_eta * np.sqrt(wt / fam.variance(mu))
             z = eta - base + (y - mu) / mu_eta
-            factor = CrossProducts(self.blocks, X, z, sqrt_w).factor(T_list)
+            if u_old is None and not (np.all(np.isfinite(sqrt_w)) and np.all(np.isfinite(z))):
+                raise PIRLSError(_first_iteration_failure(theta, "the working weights are not finite at"))
+            factor = CrossProducts(self.blocks, X, z, sqrt_w, self.structure).factor(T_list)
             u, b = factor.coefficients()
             if not joint:
                 b = beta
             eta, mu, d, pdev = self._update(T_list, base, u, b, joint)
             if u_old is None and not np.isfinite(pdev):
                 # no earlier iterate to halve the step towards: the start itself leads nowhere
-                raise PIRLSError(
-                    f"PIRLS diverged at its first iteration at theta = {np.round(theta, 6).tolist()}: the "
-                    "penalized deviance is not finite after one step from the starting linear predictor. "
-                    "Check for extreme predictor values (rescale them), separation, or give other start values.")
+                raise PIRLSError(_first_iteration_failure(
+                    theta, "the penalized deviance is not finite after one step from"))
             if abs(pdev_old - pdev) < tol * abs(pdev):
                 if refactor:
                     mu_eta = fam.mu_eta(eta)
                     sqrt_w = mu_eta * np.sqrt(wt / fam.variance(mu))
                     z = eta - base + (y - mu) / mu_eta
-                    factor = CrossProducts(self.blocks, X, z, sqrt_w).factor(T_list)
+                    factor = CrossProducts(self.blocks, X, z, sqrt_w, self.structure).factor(T_list)
                 return PirlsState(theta, np.asarray(b, float), u, eta, mu, factor, d, pdev, it, joint)
             if not np.isfinite(pdev) or pdev > pdev_old:
                 for _ in range(MAX_HALVINGS):
@@ -286,7 +294,7 @@ class GLMMProblem:
         mu_eta = fam.mu_eta(st.eta)
         sqrt_w = mu_eta * np.sqrt(self.wt / fam.variance(st.mu))
         z = st.eta - self.offset + (self.y - st.mu) / mu_eta
-        return CrossProducts(self.blocks, self.X, z, sqrt_w).factor(self.relative_factors(st.theta))
+        return CrossProducts(self.blocks, self.X, z, sqrt_w, self.structure).factor(self.relative_factors(st.theta))
 
 
 # ---------------------------------------------------------------------------------------

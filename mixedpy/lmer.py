@@ -21,7 +21,7 @@ def caller_namespace(depth: int = 2) -> dict:
 
     ``depth`` counts frames up from this function (2: the caller of the function calling us);
     the thread-control wrappers of :mod:`mixedpy.threads` in between are skipped."""
-    frame = sys._getframe(depth)
+    frame = sys._getframe(depth)  # inspect.stack() would read every caller's source lines
     try:
         while frame.f_back is not None and frame.f_globals.get("__name__") == threads.__name__:
             frame = frame.f_back

@@ -63,7 +63,8 @@ class LMMProblem:
         self.blocks = [TermBlock(t.codes, t.model_matrix, t.n_levels) for t in terms]
         # stabilize: the cross-products use the scaled weighted-OLS residual of y - offset, so a
         # large mean or extreme scale of y loses no digits (mixedpy.linalg.response)
-        self.cross = CrossProducts(self.blocks, self.X, self.y - self.offset, sqrt_w, stabilize=True)
+        self.cross = CrossProducts(self.blocks, self.X, self.y - self.offset, sqrt_w,
+                                   names=[t.group_name for t in terms], stabilize=True)
         self.lower = np.concatenate([t.theta_lower() for t in terms])
         self.n_evals = 0
 

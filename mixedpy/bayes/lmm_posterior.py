@@ -26,7 +26,7 @@ N(A^{-1} Lambda'Z'W(y - X beta), sigma^2 A^{-1}) with A = L L' from the same fac
 All of this is exact; the only Monte-Carlo error is emcee's.
 
 Precision: the cross-products are formed from y_tilde = (y - X_c c) / s, the weighted OLS residual
-scaled by a power of two s (:mod:`mixedpy.linalg.response`), because G_yy of a response with a
+scaled by its RMS s (:mod:`mixedpy.linalg.response`), because G_yy of a response with a
 large mean or extreme scale is a cancelling downdate.  Writing beta = c + s beta_tilde and
 sigma = s sigma_tilde, every quadratic form above is s^2 times the same form in the tilde
 quantities, and a normal prior N(m, 1/p) on beta_j is N((m_j - c_j) / s, 1/(p_j s^2)) on
@@ -186,7 +186,6 @@ class LMMPosterior:
 
     def _factor_loop(self, Ts: list[np.ndarray]):
         W = Ts[0].shape[0]
-        r = self.cp.q_rest
         ldL2, G, ok = np.zeros(W), np.zeros((W, self.p + 1, self.p + 1)), np.ones(W, bool)
         factors = []
         for w in range(W):
@@ -196,7 +195,7 @@ class LMMPosterior:
                 ok[w] = False
                 factors.append(None)
                 continue
-            tail = f.L22[r:, r:]
+            tail = f.fixed_factor
             G[w] = tail @ tail.T
             ldL2[w] = f.ldL2
             factors.append(f)

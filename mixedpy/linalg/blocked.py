@@ -1,22 +1,32 @@
 """Blocked Cholesky factor of lme4's penalized least-squares system.
 
-For a given theta, the profiled deviance needs the Cholesky factor of
+For a given theta, the profiled deviance needs the Cholesky factor L of
 
         [ Lambda'Z'WZ Lambda + I   Lambda'Z'WX   Lambda'Z'Wy ]
     A = [ X'WZ Lambda              X'WX          X'Wy        ]
         [ y'WZ Lambda              y'WX          y'Wy        ]
 
-(Bates et al. 2015, eqs. 16-18; Bates, MixedModels.jl ``updateL!``).  Its last row
-holds everything lme4 profiles out: the diagonal entries give log|L|^2 (``ldL2``),
-log|R_X|^2 (``ldRX2``) and sqrt(pwrss); back-substitution gives beta-hat and u-hat.
+(Bates et al. 2015, eqs. 16-18).  Its last row holds everything lme4 profiles out: the diagonal
+entries give log|L|^2 (``ldL2``), log|R_X|^2 (``ldRX2``) and sqrt(pwrss); back-substitution gives
+beta-hat and u-hat.
 
-Columns are ordered ``[u_1 | u_2..u_T | beta | y]``.  The first term (the one with the
-most levels, lme4's order) has a block-diagonal ``Z_1'WZ_1``, so its factor is a batch
-of J_1 small k_1 x k_1 Cholesky factors.  Everything after it ("the rest", m columns)
-is factored densely after a sparse or dense Schur complement.  Cross-products are formed
-once per set of weights; each theta costs only scaling, one batched small Cholesky,
-one sparse product and one dense m x m Cholesky.  No Python loop runs over groups
-or observations.
+A and L are kept as lower-triangular arrays of blocks, one block row/column per random-effects term
+(lme4's order) and one for [X | y]; :mod:`mixedpy.linalg.structure` decides each block's type
+(Diagonal, BlkDiag, Sparse with a fixed pattern, Dense) once per model.  The blocks of A are formed
+once per set of weights.  Each theta then costs, as MixedModels.jl's ``updateL!``:
+
+1. scaling  L_ij = Lambda_i' A_ij Lambda_j  (+ I on the diagonal), in place in fixed storage;
+2. a left-looking block Cholesky: for j = 1..T+1,
+   L_jj -= sum_k L_jk L_jk',  L_jj = chol(L_jj),
+   L_ij -= sum_k L_ik L_jk',  L_ij = L_ij L_jj^{-T}  (i > j),
+   where updates into Sparse and block-diagonal blocks, and sparse x sparse' updates into Dense
+   blocks, are fixed-pattern scatters (index plans from the structure, applied with bincount), the
+   other updates into Dense blocks sparse x dense or dense x dense products, block-diagonal factors
+   batches of small Cholesky factors (closed form for k <= 2), and Dense diagonal blocks LAPACK calls.
+
+No Python loop runs over groups or observations; loops run over blocks (terms) and over the k_i x k_j
+entries of one block.  See :mod:`mixedpy.linalg.structure` for why there is no general sparse
+Cholesky (CHOLMOD) behind the blocks.
 """
 from __future__ import annotations
 
@@ -28,13 +38,18 @@ import scipy.sparse as sp
 
 from ..threads import block_threads
 from .response import ResponseScaling
+from .structure import BLKDIAG, DENSE, DIAGONAL, SPARSE, BlockStructure
+
+
+#: dense diagonal blocks up to this order are inverted explicitly in the right division
+SMALL_TRIANGLE = 64
 
 
 class NotPositiveDefinite(np.linalg.LinAlgError):
     """The downdated cross-product matrix is not positive definite (lme4: 'Downdated VtV')."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TermBlock:
     """A random-effects term as the kernel sees it: codes (n,), model matrix (n, k), J levels."""
 
@@ -58,22 +73,102 @@ class TermBlock:
         return sp.csc_matrix((vals.ravel(), (rows, cols)), shape=(n, self.width))
 
 
-def _lower_inverse_batch(L: np.ndarray) -> np.ndarray:
-    """Inverses of a batch of small lower-triangular matrices (J, k, k)."""
-    if L.shape[1] == 1:
-        return 1.0 / L
-    return np.linalg.inv(L)
+def _is_blockdiag(t: str) -> bool:
+    return t == DIAGONAL or t == BLKDIAG
+
+
+def _scatter_sub(target: np.ndarray, it: np.ndarray, contrib: np.ndarray, symmetric: bool = False) -> None:
+    """target[it[n]] -= contrib[n], summed over repeated indices; target (N, a, b), contrib (M, a, b).
+
+    ``symmetric``: the contributions are symmetric k x k blocks; the upper triangle is mirrored."""
+    N, a, b = target.shape
+    for r in range(a):
+        for c in range(r if symmetric else 0, b):
+            s = np.bincount(it, weights=contrib[:, r, c], minlength=N)
+            target[:, r, c] -= s
+            if symmetric and c != r:
+                target[:, c, r] -= s
+
+
+def _pair_products(A: np.ndarray, ia: np.ndarray, B: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """A[ia[n]] B[ib[n]]' for block arrays A (., a, k), B (., b, k): (n, a, b)."""
+    Ai, Bi = A[ia], B[ib]
+    if A.shape[2] == 1:
+        return Ai * np.swapaxes(Bi, 1, 2)   # outer products of columns
+    return Ai @ np.swapaxes(Bi, 1, 2)
+
+
+def _small_sandwich(Ti: np.ndarray, D: np.ndarray, Tj: np.ndarray, ai: int = 1, aj: int = 2) -> np.ndarray:
+    """Ti' D Tj applied along axes ``ai`` (length k_i) and ``aj`` (length k_j) of D, as k^2 vector
+    operations (small k; faster than batched matmul).  D is a block array (n, k_i, k_j) with the
+    default axes, or a dense block viewed as (J_i, k_i, J_j, k_j) with ai=1, aj=3."""
+    ki, kj = Ti.shape[0], Tj.shape[0]
+
+    def at(arr, axis, idx):
+        sl = [slice(None)] * arr.ndim
+        sl[axis] = idx
+        return arr[tuple(sl)]
+
+    left = np.empty_like(D)
+    for a in range(ki):     # (Ti' D)[a] = sum_{r >= a} Ti[r, a] D[r]   (Ti lower triangular)
+        acc = at(D, ai, a) * Ti[a, a]
+        for r in range(a + 1, ki):
+            acc = acc + at(D, ai, r) * Ti[r, a]
+        at(left, ai, a)[...] = acc
+    out = np.empty_like(D)
+    for c in range(kj):     # (D Tj)[:, c] = sum_{r >= c} D[:, r] Tj[r, c]
+        acc = at(left, aj, c) * Tj[c, c]
+        for r in range(c + 1, kj):
+            acc = acc + at(left, aj, r) * Tj[r, c]
+        at(out, aj, c)[...] = acc
+    return out
+
+
+def _batch_cholesky(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower Cholesky factors and their inverses of a batch (J, k, k)."""
+    k = A.shape[1]
+    if k == 1:
+        d = A[:, 0, 0]
+        if not np.all(d > 0):
+            raise NotPositiveDefinite("a block-diagonal random-effects block is not positive definite")
+        L = np.sqrt(A)
+        return L, 1.0 / L
+    if k == 2:
+        # closed form: batched 2 x 2 LAPACK calls cost more than the arithmetic
+        a11, a21, a22 = A[:, 0, 0], A[:, 1, 0], A[:, 1, 1]
+        if not np.all(a11 > 0):
+            raise NotPositiveDefinite("a block-diagonal random-effects block is not positive definite")
+        l11 = np.sqrt(a11)
+        l21 = a21 / l11
+        s = a22 - l21 * l21
+        if not np.all(s > 0):
+            raise NotPositiveDefinite("a block-diagonal random-effects block is not positive definite")
+        l22 = np.sqrt(s)
+        L = np.zeros_like(A)
+        Li = np.zeros_like(A)
+        L[:, 0, 0], L[:, 1, 0], L[:, 1, 1] = l11, l21, l22
+        Li[:, 0, 0], Li[:, 1, 1] = 1.0 / l11, 1.0 / l22
+        Li[:, 1, 0] = -l21 / (l11 * l22)
+        return L, Li
+    try:
+        L = np.linalg.cholesky(A)
+    except np.linalg.LinAlgError as exc:
+        raise NotPositiveDefinite("a block-diagonal random-effects block is not positive definite") from exc
+    return L, np.linalg.inv(L)
 
 
 class CrossProducts:
-    """Weighted cross-products of ``[Z_1 | Z_rest | X | y]``, formed once.
+    """Weighted cross-products of ``[Z_1 | ... | Z_T | X | y]`` in blocks, formed once per weights.
 
     Parameters
     ----------
-    blocks : list of TermBlock, first the term with the most levels
+    blocks : list of TermBlock in lme4's order (most levels first)
     X : (n, p) fixed-effects matrix (p may be 0)
     y : (n,) response, offset already subtracted
     sqrt_w : (n,) square roots of the weights, or None
+    structure : a :class:`~mixedpy.linalg.structure.BlockStructure` of these blocks, to reuse the
+        symbolic analysis (it depends only on the level codes), e.g. across PIRLS iterations
+    names : block names for :meth:`description`
     stabilize : replace y by its scaled weighted-OLS residual y_tilde = (y - X c) / s before forming
         the cross-products (:mod:`mixedpy.linalg.response`), so that a large mean or an extreme
         scale of y costs no digits.  The factor's ``pwrss`` and ``coefficients()`` are then mapped
@@ -81,207 +176,443 @@ class CrossProducts:
         says how to map them.  Without it ``response`` is the identity.
     """
 
-    #: use a sparse B = [Z_rest|X|y]'WZ_1 when it is bigger than this and sparse enough
-    DENSE_LIMIT = 400_000
-    SPARSE_DENSITY = 0.25
+    #: an off-diagonal block with more entries than this and fewer than SPARSE_DENSITY of its level
+    #: pairs nonzero is stored sparse (see :mod:`mixedpy.linalg.structure`)
+    DENSE_LIMIT = 40_000
+    SPARSE_DENSITY = 0.1
 
     def __init__(self, blocks: list[TermBlock], X: np.ndarray, y: np.ndarray, sqrt_w: np.ndarray | None = None,
+                 structure: BlockStructure | None = None, names: list[str] | None = None,
                  stabilize: bool = False):
         self.blocks = blocks
-        self.p = X.shape[1]
         if stabilize:
             self.response, y = ResponseScaling.of(X, y, sqrt_w)
         else:
-            self.response = ResponseScaling.identity(self.p)
-        first, rest = blocks[0], blocks[1:]
-        self.J1, self.k1 = first.n_levels, first.k
-        self.q1 = first.width
-        self.rest_offsets = np.cumsum([0] + [b.width for b in rest])
-        self.q_rest = int(self.rest_offsets[-1])
-        self.q = self.q1 + self.q_rest
-        self.m = self.q_rest + self.p + 1
+            self.response = ResponseScaling.identity(X.shape[1])
+        if structure is None:
+            structure = self.analyse(blocks, names)
+        self.structure = st = structure
+        T = len(blocks)
+        self.T = T
+        self.p = p = X.shape[1]
+        self.widths = st.widths
+        self.offsets = np.cumsum([0] + self.widths)
+        self.q = int(self.offsets[-1])
+        self.J1, self.k1 = st.J[0], st.k[0]
+        self.q1 = self.widths[0]
+        self.q_rest = self.q - self.q1
+        self.m = self.q_rest + p + 1
+        self.types = st.types
+        self.sparse = any(t == SPARSE for t in st.types.values())
 
-        Xy = np.column_stack([X, y]) if X.size else y[:, None].astype(float)
+        Xy = np.column_stack([X, y]) if p else np.asarray(y, dtype=float)[:, None]
+        Ms = [b.model_matrix for b in blocks]
         if sqrt_w is not None:
             Xy = Xy * sqrt_w[:, None]
-        M1 = first.model_matrix if sqrt_w is None else first.model_matrix * sqrt_w[:, None]
-        # D_j = sum_{r in level j} M1[r]' M1[r]   (J1, k1, k1)
-        D = np.empty((self.J1, self.k1, self.k1))
-        for a in range(self.k1):
-            for b in range(a, self.k1):
-                D[:, a, b] = D[:, b, a] = np.bincount(first.codes, weights=M1[:, a] * M1[:, b],
-                                                      minlength=self.J1)
-        self.D1 = D
+            Ms = [M * sqrt_w[:, None] for M in Ms]
+        codes = [np.asarray(b.codes) for b in blocks]
+        A = {}
+        for j in range(T):
+            J, k, M = st.J[j], st.k[j], Ms[j]
+            D = np.empty((J, k, k))
+            for a in range(k):
+                for b in range(a, k):
+                    D[:, a, b] = D[:, b, a] = np.bincount(codes[j], weights=M[:, a] * M[:, b], minlength=J)
+            A[j, j] = D
+            for i in range(j + 1, T):
+                A[i, j] = self._term_cross(st, i, j, Ms[i], M)
+            A[T, j] = np.asarray(blocks[j].z_matrix(sqrt_w).T @ Xy).T  # (p+1, q_j)
+        A[T, T] = Xy.T @ Xy
+        self.A = A
+        self._templates = {}
+        # positions of the block-diagonal entries inside a Dense diagonal block
+        self._bd_index = {}
+        for j in range(T):
+            if st.types[j, j] == DENSE:
+                J, k = st.J[j], st.k[j]
+                base = (np.arange(J) * k)[:, None, None]
+                self._bd_index[j] = ((base + np.arange(k)[None, :, None]).repeat(k, 2),
+                                     (base + np.arange(k)[None, None, :]).repeat(k, 1))
 
-        Z1 = first.z_matrix(sqrt_w)
-        if rest:
-            Zr = sp.hstack([b.z_matrix(sqrt_w) for b in rest], format="csc")
-            B_top = (Zr.T @ Z1).tocsr()
-            ZrXy = np.asarray((Zr.T @ Xy))
-            C_rr = (Zr.T @ Zr).toarray()
-        else:
-            B_top = sp.csr_matrix((0, self.q1))
-            ZrXy = np.zeros((0, Xy.shape[1]))
-            C_rr = np.zeros((0, 0))
-        B_bottom = np.asarray((Z1.T @ Xy)).T  # (p+1, q1)
-        nnz = B_top.nnz + B_bottom.size
-        self.sparse = self.m * self.q1 > self.DENSE_LIMIT and nnz < self.SPARSE_DENSITY * self.m * self.q1
-        if self.sparse:
-            self.B = sp.vstack([B_top, sp.csr_matrix(B_bottom)], format="csr")
-            self.B.sort_indices()
-            self._B_rows = np.repeat(np.arange(self.m), np.diff(self.B.indptr))
-        else:
-            self.B = np.vstack([B_top.toarray(), B_bottom])
-        C = np.empty((self.m, self.m))
-        r = self.q_rest
-        C[:r, :r] = C_rr
-        C[:r, r:] = ZrXy
-        C[r:, :r] = ZrXy.T
-        C[r:, r:] = Xy.T @ Xy
-        self.C = C
-        self._rest_k = [b.k for b in rest]
-        self._rest_J = [b.n_levels for b in rest]
+    @classmethod
+    def analyse(cls, blocks: list[TermBlock], names: list[str] | None = None) -> BlockStructure:
+        """The symbolic block structure of these terms with this class's storage thresholds."""
+        return BlockStructure.analyse(blocks, names, cls.DENSE_LIMIT, cls.SPARSE_DENSITY)
 
-    # ----------------------------------------------------------------------------------
-    def _lambda_rest_t(self, T_rest: list[np.ndarray]) -> sp.csr_matrix:
-        """S = blockdiag(I_J (x) T_i') over the rest terms, identity on [X | y]."""
-        rows, cols, vals = [], [], []
-        for off, J, T in zip(self.rest_offsets[:-1], self._rest_J, T_rest):
-            k = T.shape[0]
-            a, b = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
-            nz = T.T[a, b] != 0
-            a, b = a[nz], b[nz]
-            base = off + np.arange(J)[:, None] * k
-            rows.append((base + a[None, :]).ravel())
-            cols.append((base + b[None, :]).ravel())
-            vals.append(np.tile(T.T[a, b], J))
-        tail = np.arange(self.q_rest, self.m)
-        rows.append(tail)
-        cols.append(tail)
-        vals.append(np.ones(tail.size))
-        return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                             shape=(self.m, self.m))
+    @staticmethod
+    def _term_cross(st: BlockStructure, i: int, j: int, Mi: np.ndarray, Mj: np.ndarray) -> np.ndarray:
+        """Z_i'WZ_j in block (i, j)'s storage: (nnz_blocks, k_i, k_j) if Sparse, (q_i, q_j) if Dense."""
+        ki, kj, pos = st.k[i], st.k[j], st.a_pos[i, j]
+        if st.types[i, j] == SPARSE:
+            nb = st.patterns[i, j].nnz
+            out = np.empty((nb, ki, kj))
+            for a in range(ki):
+                for b in range(kj):
+                    out[:, a, b] = np.bincount(pos, weights=Mi[:, a] * Mj[:, b], minlength=nb)
+            return out
+        Ji, Jj = st.J[i], st.J[j]
+        out = np.empty((Ji, ki, Jj, kj))
+        for a in range(ki):
+            for b in range(kj):
+                out[:, a, :, b] = np.bincount(pos, weights=Mi[:, a] * Mj[:, b], minlength=Ji * Jj).reshape(Ji, Jj)
+        return out.reshape(Ji * ki, Jj * kj)
 
-    def _rest_scale(self, T_rest: list[np.ndarray]) -> np.ndarray | None:
-        """Diagonal of Lambda_rest' when every rest term is scalar (then S is diagonal), else None."""
-        if any(T.shape[0] != 1 for T in T_rest):
-            return None
-        s = np.ones(self.m)
-        for off, J, T in zip(self.rest_offsets[:-1], self._rest_J, T_rest):
-            s[off:off + J] = T[0, 0]
-        return s
+    # ----- compatibility views for the one-term batched Bayesian kernel ------------------------
+    @property
+    def D1(self) -> np.ndarray:
+        """Z_1'WZ_1 as (J_1, k_1, k_1)."""
+        return self.A[0, 0]
 
-    def _scaled_B(self, T_rest: list[np.ndarray], R: np.ndarray):
-        """L21 = Lambda_rest' B blockdiag(R_j), R_j = T1 L1_j^{-T}."""
-        diag = self._rest_scale(T_rest) if self.q_rest else np.ones(self.m)
-        if self.sparse:
-            if diag is not None:
-                Bs = self.B.copy()
-                Bs.data = Bs.data * diag[self._B_rows]
+    @property
+    def B(self) -> np.ndarray:
+        """[X | y]'WZ_1 (p+1, q_1), for a one-term model."""
+        if self.T != 1:
+            raise AttributeError("CrossProducts.B is defined for one-term models only")
+        return self.A[1, 0]
+
+    @property
+    def C(self) -> np.ndarray:
+        """[X | y]'W[X | y] (p+1, p+1), for a one-term model."""
+        if self.T != 1:
+            raise AttributeError("CrossProducts.C is defined for one-term models only")
+        return self.A[1, 1]
+
+    def description(self):
+        """The block types as a table (MixedModels.jl ``BlockDescription``)."""
+        return self.structure.description(self.p)
+
+    # ----- the factor ----------------------------------------------------------------------------
+    def _csr_template(self, i: int, j: int):
+        """Scalar CSR indices of Sparse block (i, j) and the permutation taking its block values there."""
+        key = (i, j)
+        if key not in self._templates:
+            st = self.structure
+            pat = st.patterns[i, j]
+            ki, kj = st.k[i], st.k[j]
+            shape = (st.J[i] * ki, st.J[j] * kj)
+            if ki == 1 and kj == 1:
+                perm = None
+                indices, indptr = pat.cols, pat.indptr
             else:
-                Bs = self._lambda_rest_t(T_rest) @ self.B
-            if self.k1 == 1:
-                Bs.data = Bs.data * R[:, 0, 0][Bs.indices]
-                return Bs
-            Rb = sp.bsr_matrix((R, np.arange(self.J1), np.arange(self.J1 + 1)), shape=(self.q1, self.q1))
-            return (Bs @ Rb).tocsr()
-        Bs = self.B * diag[:, None] if diag is not None else np.asarray(self._lambda_rest_t(T_rest) @ self.B)
-        if self.k1 == 1:
-            return Bs * R[:, 0, 0][None, :]
-        return np.einsum("mjk,jkl->mjl", Bs.reshape(self.m, self.J1, self.k1), R).reshape(self.m, self.q1)
+                ids = np.arange(1, pat.nnz * ki * kj + 1, dtype=float).reshape(pat.nnz, ki, kj)
+                M = sp.bsr_matrix((ids, pat.cols, pat.indptr), shape=shape).tocsr()
+                M.sort_indices()
+                perm = M.data.astype(np.int64) - 1
+                indices, indptr = M.indices, M.indptr
+            small = max(shape) < 2 ** 31 - 1 and indices.size < 2 ** 31 - 1
+            dt = np.int32 if small else np.int64
+            self._templates[key] = (indices.astype(dt), indptr.astype(dt), perm, shape)
+        return self._templates[key]
 
-    def _scaled_C(self, T_rest: list[np.ndarray]) -> np.ndarray:
-        """Lambda_rest' C Lambda_rest."""
-        if not self.q_rest:
-            return self.C.copy()
-        diag = self._rest_scale(T_rest)
-        if diag is not None:
-            return self.C * np.outer(diag, diag)
-        S = self._lambda_rest_t(T_rest)
-        return np.asarray(S @ np.asarray(S @ self.C).T).T
+    def sparse_block(self, i: int, j: int, data: np.ndarray) -> sp.csr_matrix:
+        """A scipy CSR matrix over the fixed pattern of Sparse block (i, j) with values ``data``."""
+        indices, indptr, perm, shape = self._csr_template(i, j)
+        vals = data.reshape(-1) if perm is None else data.reshape(-1)[perm]
+        return sp.csr_matrix((vals, indices, indptr), shape=shape)
 
     def factor(self, T_list: list[np.ndarray]) -> "BlockedFactor":
         """Cholesky factor of the augmented system for relative factors ``T_list`` (one per term)."""
-        T1 = T_list[0]
-        # L1_j L1_j' = T1' D_j T1 + I
-        A1 = np.einsum("ba,jbc,cd->jad", T1, self.D1, T1)
-        A1[:, np.arange(self.k1), np.arange(self.k1)] += 1.0
-        try:
-            L1 = np.linalg.cholesky(A1)
-        except np.linalg.LinAlgError as exc:
-            raise NotPositiveDefinite("first random-effects block is not positive definite") from exc
-        L1inv = _lower_inverse_batch(L1)
-        R = np.einsum("ab,jcb->jac", T1, L1inv)  # T1 L1_j^{-T}
+        st, T, A = self.structure, self.T, self.A
+        types = st.types
+        L = {}
+        # 1. L_ij = Lambda_i' A_ij Lambda_j (+ I on the diagonal)
+        for j in range(T):
+            Tj = T_list[j]
+            kj = st.k[j]
+            if kj == 1:
+                t = Tj[0, 0]
+                D = A[j, j] * (t * t) + 1.0
+            else:
+                D = Tj.T @ A[j, j] @ Tj
+                D[:, np.arange(kj), np.arange(kj)] += 1.0
+            if types[j, j] == DENSE:
+                r, c = self._bd_index[j]
+                full = np.zeros((self.widths[j], self.widths[j]))
+                full[r, c] = D
+                L[j, j] = full
+            else:
+                L[j, j] = D
+            for i in range(j + 1, T):
+                L[i, j] = self._scale(A[i, j], T_list[i], Tj, types[i, j], st.J[i], st.J[j])
+            if kj == 1:
+                L[T, j] = A[T, j] * Tj[0, 0]
+            else:
+                L[T, j] = (A[T, j].reshape(self.p + 1, st.J[j], kj) @ Tj).reshape(self.p + 1, -1)
+        L[T, T] = A[T, T].copy()
 
-        L21 = self._scaled_B(T_list[1:], R)
-        # the dense m x m work (Schur complement and factor) is the only place where more than one
-        # BLAS thread can pay off, and only for a large m (mixedpy.threads)
+        # 2. left-looking block Cholesky; a block is final once its column is done, so its scipy form
+        # (for sparse products) is built at most once per factorization
+        self._ops = {}
+        # the dense blocks after the first term are the only place where more than one BLAS thread
+        # can pay off, and only for a large system (mixedpy.threads)
         with block_threads(self.m):
-            schur = (L21 @ L21.T).toarray() if self.sparse else L21 @ L21.T
-            G = self._scaled_C(T_list[1:]) - schur
-            idx = np.arange(self.q_rest)
-            G[idx, idx] += 1.0
-            try:
-                L22 = sla.cholesky(G, lower=True, check_finite=False)
-            except np.linalg.LinAlgError as exc:
-                raise NotPositiveDefinite("downdated cross-product matrix is not positive definite") from exc
-        return BlockedFactor(self, T_list, L1, L1inv, L21, L22)
+            fac, inv = {}, {}
+            for j in range(T + 1):
+                for kk in range(j):
+                    self._update_diag(L, j, kk)
+                if j < T and _is_blockdiag(types[j, j]):
+                    fac[j], inv[j] = _batch_cholesky(L[j, j])
+                else:
+                    try:
+                        fac[j] = sla.cholesky(L[j, j], lower=True, check_finite=False)
+                    except np.linalg.LinAlgError as exc:
+                        raise NotPositiveDefinite("downdated cross-product matrix is not positive definite") from exc
+                    if j < T and not np.all(np.isfinite(fac[j])):
+                        raise NotPositiveDefinite("downdated cross-product matrix is not positive definite")
+                for i in range(j + 1, T + 1):
+                    for kk in range(j):
+                        self._update_off(L, i, j, kk)
+                    self._rdiv(L, i, j, fac[j], inv.get(j))
+        ops, self._ops = self._ops, {}
+        return BlockedFactor(self, T_list, L, fac, inv, ops)
+
+    @staticmethod
+    def _scale(Aij, Ti, Tj, typ, Ji, Jj):
+        """Lambda_i' A_ij Lambda_j for one block, Lambda = I_J (x) T."""
+        ki, kj = Ti.shape[0], Tj.shape[0]
+        if ki == 1 and kj == 1:
+            return Aij * (Ti[0, 0] * Tj[0, 0])
+        if typ == SPARSE:
+            return _small_sandwich(Ti, Aij, Tj)
+        # dense: one small matmul per side beats strided vector operations here
+        out = Aij * Ti[0, 0] if ki == 1 else (Ti.T @ Aij.reshape(Ji, ki, -1)).reshape(Aij.shape)
+        if kj == 1:
+            return out * Tj[0, 0]
+        return (out.reshape(-1, kj) @ Tj).reshape(Aij.shape)
+
+    def _update_diag(self, L, j, kk):
+        """L_jj -= L_jk L_jk'."""
+        st = self.structure
+        tj = st.types[j, j] if j < self.T else DENSE
+        ts = st.types.get((j, kk), DENSE)
+        S = L[j, kk]
+        if _is_blockdiag(tj):
+            if ts == SPARSE:
+                ia, ib, it = st.plans[j, j, kk]
+                if ia is None and S.shape[2] == 1:
+                    # nested: each column's block with itself, S_n S_n' from the columns directly
+                    D, kj = L[j, j], S.shape[1]
+                    for r in range(kj):
+                        for c in range(r, kj):
+                            s = np.bincount(it, weights=S[:, r, 0] * S[:, c, 0], minlength=D.shape[0])
+                            D[:, r, c] -= s
+                            if c != r:
+                                D[:, c, r] -= s
+                    return
+                if ia is None:
+                    ia = ib = np.arange(S.shape[0])
+                _scatter_sub(L[j, j], it, _pair_products(S, ia, S, ib), symmetric=True)
+            else:
+                S3 = S.reshape(st.J[j], st.k[j], -1)
+                L[j, j] -= S3 @ np.swapaxes(S3, 1, 2)
+            return
+        if ts == SPARSE:
+            plan = st.plans.get((j, j, kk))
+            if plan is not None:
+                self._scatter_dense(L[j, j], j, j, plan, S, S)
+            else:
+                M = self._op(L, j, kk)
+                L[j, j] -= (M @ M.T).toarray()
+        else:
+            L[j, j] -= S @ S.T
+
+    def _update_off(self, L, i, j, kk):
+        """L_ij -= L_ik L_jk'."""
+        st = self.structure
+        ti = st.types[i, j]
+        ta, tb = st.types[i, kk], st.types[j, kk]
+        Ai, Bj = L[i, kk], L[j, kk]
+        if ti == SPARSE:
+            if ta == SPARSE and tb == SPARSE:
+                ia, ib, it = st.plans[i, j, kk]
+                _scatter_sub(L[i, j], it, _pair_products(Ai, ia, Bj, ib))
+                return
+            # a dense-stored factor whose pattern is still sparse: gather the product on the pattern
+            Ad = self._op(L, i, kk).toarray() if ta == SPARSE else Ai
+            Bd = self._op(L, j, kk).toarray() if tb == SPARSE else Bj
+            pat = st.patterns[i, j]
+            P4 = (Ad @ Bd.T).reshape(st.J[i], st.k[i], st.J[j], st.k[j])
+            L[i, j] -= P4[pat.rows, :, pat.cols, :]
+            return
+        if ta == SPARSE and tb == SPARSE:
+            plan = st.plans.get((i, j, kk))
+            if plan is not None:
+                self._scatter_dense(L[i, j], i, j, plan, Ai, Bj)
+                return
+            prod = (self._op(L, i, kk) @ self._op(L, j, kk).T).toarray()
+        elif ta == SPARSE:
+            prod = self._op(L, i, kk) @ Bj.T
+        elif tb == SPARSE:
+            prod = (self._op(L, j, kk) @ Ai.T).T
+        else:
+            prod = Ai @ Bj.T
+        L[i, j] -= prod
+
+    def _op(self, L, i: int, j: int) -> sp.csr_matrix:
+        """The scipy form of final Sparse block (i, j) of L, cached for this factorization."""
+        M = self._ops.get((i, j))
+        if M is None:
+            M = self._ops[i, j] = self.sparse_block(i, j, L[i, j])
+        return M
+
+    def _scatter_dense(self, target, i, j, plan, Ai, Bj):
+        """target -= sum over the plan's block pairs of Ai[ia] Bj[ib]', target dense (q_i, q_j)."""
+        st = self.structure
+        ia, ib, it = plan
+        Ji, Jj, ki, kj = st.J[i], st.J[j], st.k[i], st.k[j]
+        if ki == 1 and kj == 1 and Ai.shape[2] == 1:
+            vals = Ai[ia, 0, 0] * Bj[ib, 0, 0]
+            target -= np.bincount(it, weights=vals, minlength=Ji * Jj).reshape(Ji, Jj)
+            return
+        contrib = _pair_products(Ai, ia, Bj, ib)
+        T4 = target.reshape(Ji, ki, Jj, kj)
+        for a in range(ki):
+            for b in range(kj):
+                T4[:, a, :, b] -= np.bincount(it, weights=contrib[:, a, b], minlength=Ji * Jj).reshape(Ji, Jj)
+
+    def _rdiv(self, L, i, j, Ljj, Linv):
+        """L_ij = L_ij L_jj^{-T}."""
+        st = self.structure
+        X = L[i, j]
+        ti = st.types.get((i, j), DENSE)
+        if Linv is not None:
+            if ti == SPARSE:
+                cols = st.patterns[i, j].cols
+                if Linv.shape[1] == 1:
+                    X *= Linv[cols]
+                else:
+                    L[i, j] = _times_inv_t(X, Linv[cols], per_block=True)
+                return
+            J, k = Linv.shape[0], Linv.shape[1]
+            if k == 1:
+                X *= Linv[:, 0, 0][None, :]
+            else:
+                L[i, j] = _times_inv_t(X.reshape(X.shape[0], J, k), Linv).reshape(X.shape)
+            return
+        if Ljj.shape[0] <= SMALL_TRIANGLE:
+            # tiny triangles: an explicit inverse and a product avoid OpenBLAS's threaded trsm, whose
+            # start-up costs milliseconds on a busy machine
+            L[i, j] = X @ sla.lapack.dtrtri(Ljj, lower=1)[0].T
+        else:
+            L[i, j] = sla.solve_triangular(Ljj, X.T, lower=True, check_finite=False).T
 
 
 class BlockedFactor:
-    """L for one theta; gives the profiled pieces and solves with L and L'."""
+    """L for one theta; gives the profiled pieces and solves with L and L'.
 
-    def __init__(self, cp: CrossProducts, T_list, L1, L1inv, L21, L22):
+    ``L[i, j]`` holds block (i, j) after the factorization (Sparse blocks as (nnz_blocks, k_i, k_j)
+    values on their pattern, Dense blocks as arrays); ``fac[j]``/``inv[j]`` the diagonal factors,
+    (J, k, k) batches for block-diagonal blocks.  The last block row is [X | y]: its diagonal block
+    is [[R_X', 0], [r', sqrt(pwrss)]].
+    """
+
+    def __init__(self, cp: CrossProducts, T_list, L, fac, inv, ops=None):
         self.cp, self.T_list = cp, T_list
-        self.L1, self.L1inv, self.L21, self.L22 = L1, L1inv, L21, L22
-        r, p = cp.q_rest, cp.p
-        d1 = np.diagonal(L1, axis1=1, axis2=2)
-        d2 = np.diag(L22)
-        self.ldL2 = 2.0 * (np.log(d1).sum() + np.log(d2[:r]).sum())
-        self.ldRX2 = 2.0 * np.log(np.abs(d2[r:r + p])).sum()
+        self.L, self.fac, self.inv = L, fac, inv
+        self._ops = {} if ops is None else ops
+        T, p = cp.T, cp.p
+        ld = 0.0
+        for j in range(T):
+            d = np.diagonal(fac[j], axis1=-2, axis2=-1)
+            ld += np.log(d).sum()
+        self.ldL2 = 2.0 * ld
+        dF = np.diag(fac[T])
+        self.ldRX2 = 2.0 * np.log(np.abs(dF[:p])).sum()
         #: pwrss of the response the cross-products were formed from (y_tilde when stabilized)
-        self.pwrss_tilde = float(d2[-1] ** 2)
+        self.pwrss_tilde = float(dF[p] ** 2)
         self.pwrss = cp.response.pwrss(self.pwrss_tilde)
 
-    # ----- solves with the (u, beta) part of L, i.e. A without the y row and column --------
-    def _L21_dense(self, rows: slice) -> np.ndarray:
-        block = self.L21[rows]
-        return block.toarray() if sp.issparse(block) else block
+    # ----- first block, as the AGQ code and Bayesian kernels use it --------------------------
+    @property
+    def L1(self) -> np.ndarray:
+        """Lower Cholesky factors of the first term's diagonal block, (J_1, k_1, k_1)."""
+        return self.fac[0]
+
+    @property
+    def L1inv(self) -> np.ndarray:
+        return self.inv[0]
+
+    @property
+    def fixed_factor(self) -> np.ndarray:
+        """The (p+1) x (p+1) lower factor of the [X | y] block: [[R_X', 0], [r', sqrt(pwrss)]]."""
+        return self.fac[self.cp.T]
+
+    # ----- products and solves with the (u, beta) part of L -----------------------------------
+    def _segments(self, v: np.ndarray) -> list[np.ndarray]:
+        cp = self.cp
+        bounds = list(cp.offsets) + [cp.q + cp.p]
+        return [v[bounds[j]:bounds[j + 1]] for j in range(cp.T + 1)]
+
+    def _block_op(self, i: int, j: int) -> object:
+        """Block (i, j), i > j, of the (u, beta) part of L as an operator (sparse or dense)."""
+        cp = self.cp
+        if cp.types[i, j] == SPARSE:
+            M = self._ops.get((i, j))
+            if M is None:
+                M = self._ops[i, j] = cp.sparse_block(i, j, self.L[i, j])
+            return M
+        B = self.L[i, j]
+        return B[:cp.p] if i == cp.T else B
+
+    def _diag_solve(self, j: int, x: np.ndarray, trans: bool) -> np.ndarray:
+        cp = self.cp
+        if j < cp.T and _is_blockdiag(cp.types[j, j]):
+            Li = self.inv[j]
+            J, k = Li.shape[0], Li.shape[1]
+            xb = x.reshape((J, k) + x.shape[1:])
+            spec = "jba,jb...->ja..." if trans else "jab,jb...->ja..."
+            return np.einsum(spec, Li, xb).reshape(x.shape)
+        Ljj = self.fac[j] if j < cp.T else self.fac[j][:cp.p, :cp.p]
+        if Ljj.shape[0] == 0:
+            return x
+        return sla.solve_triangular(Ljj, x, lower=True, trans="T" if trans else "N", check_finite=False)
+
+    def _solve_lower_all(self, v: np.ndarray) -> np.ndarray:
+        seg = self._segments(np.asarray(v, dtype=float))
+        out = []
+        for j in range(self.cp.T + 1):
+            r = seg[j]
+            for kk in range(j):
+                r = r - self._block_op(j, kk) @ out[kk]
+            out.append(self._diag_solve(j, np.asarray(r), trans=False))
+        return np.concatenate(out, axis=0)
+
+    def _solve_upper_all(self, z: np.ndarray) -> np.ndarray:
+        seg = self._segments(np.asarray(z, dtype=float))
+        T = self.cp.T
+        out = [None] * (T + 1)
+        for j in range(T, -1, -1):
+            r = seg[j]
+            for i in range(j + 1, T + 1):
+                r = r - self._block_op(i, j).T @ out[i]
+            out[j] = self._diag_solve(j, np.asarray(r), trans=True)
+        return np.concatenate(out, axis=0)
 
     def solve_upper(self, z1: np.ndarray, z2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Solve L' x = z for x = (x1, x2): x1 over u_1 (q1, ...), x2 over (u_rest, beta)."""
-        cp = self.cp
-        mm = cp.m - 1
-        x2 = sla.solve_triangular(self.L22[:mm, :mm], z2, lower=True, trans="T", check_finite=False)
-        L21 = self.L21[:mm]
-        rhs = z1 - (L21.T @ x2)
-        rhs = np.asarray(rhs).reshape((cp.J1, cp.k1) + z1.shape[1:])
-        x1 = np.einsum("jba,jb...->ja...", self.L1inv, rhs)  # L1_j^{-T} rhs_j
-        return x1.reshape(z1.shape), x2
+        x = self._solve_upper_all(np.concatenate([z1, z2], axis=0))
+        q1 = self.cp.q1
+        return x[:q1], x[q1:]
 
     def solve_lower(self, v1: np.ndarray, v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Solve L c = v, the forward half of the joint solve."""
-        cp = self.cp
-        mm = cp.m - 1
-        v1b = v1.reshape((cp.J1, cp.k1) + v1.shape[1:])
-        c1 = np.einsum("jab,jb...->ja...", self.L1inv, v1b).reshape(v1.shape)
-        c2 = sla.solve_triangular(self.L22[:mm, :mm], v2 - self.L21[:mm] @ c1, lower=True, check_finite=False)
-        return c1, c2
+        c = self._solve_lower_all(np.concatenate([v1, v2], axis=0))
+        q1 = self.cp.q1
+        return c[:q1], c[q1:]
 
     def coefficients(self) -> tuple[np.ndarray, np.ndarray]:
         """(u-hat of length q, beta-hat of length p) of y: back-substitution with the last row of L,
         mapped back from y_tilde when the cross-products were stabilized."""
         cp = self.cp
-        c1 = self._L21_dense(slice(cp.m - 1, cp.m)).ravel()
-        c2 = self.L22[-1, :-1]
-        x1, x2 = self.solve_upper(c1, c2)
-        u = np.concatenate([x1, x2[:cp.q_rest]])
-        return cp.response.u(u), cp.response.beta(x2[cp.q_rest:])
+        T, p = cp.T, cp.p
+        c = np.concatenate([self.L[T, j][p] for j in range(T)] + [self.fac[T][p, :p]])
+        x = self._solve_upper_all(c)
+        return cp.response.u(x[:cp.q]), cp.response.beta(x[cp.q:])
 
     def rx(self) -> np.ndarray:
         """R_X (p x p upper triangular) with R_X'R_X = X'WX - R_ZX'R_ZX."""
-        r, p = self.cp.q_rest, self.cp.p
-        return self.L22[r:r + p, r:r + p].T.copy()
+        p = self.cp.p
+        return self.fac[self.cp.T][:p, :p].T.copy()
 
     def unscaled_vcov(self) -> np.ndarray:
         """(R_X'R_X)^{-1}."""
@@ -291,26 +622,121 @@ class BlockedFactor:
         Rinv = sla.solve_triangular(self.rx(), np.eye(p), lower=False, check_finite=False)
         return Rinv @ Rinv.T
 
+    # ----- conditional variances ----------------------------------------------------------------
+    def _diag_inverse_op(self, j: int):
+        """L_jj^{-1} as a sparse block-diagonal matrix or a dense triangular inverse."""
+        cp = self.cp
+        if _is_blockdiag(cp.types[j, j]):
+            Li = self.inv[j]
+            J = Li.shape[0]
+            if Li.shape[1] == 1:
+                return sp.diags(Li[:, 0, 0]).tocsr()
+            return sp.bsr_matrix((Li, np.arange(J), np.arange(J + 1)), shape=(cp.widths[j],) * 2).tocsr()
+        return sla.solve_triangular(self.fac[j], np.eye(cp.widths[j]), lower=True, check_finite=False)
+
     def u_precision_inverse_blocks(self) -> list[np.ndarray]:
         """Diagonal blocks of (Lambda'Z'WZ Lambda + I)^{-1}, one (J_i, k_i, k_i) array per term.
 
-        With L_uu = [[L1, 0], [L21r, L22r]],  L_uu^{-1} = [[L1^{-1}, 0], [-L22r^{-1} L21r L1^{-1}, L22r^{-1}]]
-        and (L L')^{-1} = L^{-T} L^{-1}, so each block is a sum of column cross-products of L_uu^{-1}.
+        With L_uu the random-effects part of L, (L_uu L_uu')^{-1} = L_uu^{-T} L_uu^{-1}, so block i is
+        sum_{m >= i} X_mi' X_mi over the block column i of X = L_uu^{-1}, which is built down the
+        column by  X_ii = L_ii^{-1},  X_mi = -L_mm^{-1} sum_{i <= l < m} L_ml X_li.
         """
         cp = self.cp
-        r = cp.q_rest
-        first = np.einsum("jak,jal->jkl", self.L1inv, self.L1inv)
-        out = [first]
-        if r == 0:
-            return out
-        L21r = self._L21_dense(slice(0, r))
-        Y = np.einsum("mjk,jkl->mjl", L21r.reshape(r, cp.J1, cp.k1), self.L1inv).reshape(r, cp.q1)
-        L22r = self.L22[:r, :r]
-        W = sla.solve_triangular(L22r, Y, lower=True, check_finite=False)
-        W3 = W.reshape(r, cp.J1, cp.k1)
-        out[0] = first + np.einsum("mjk,mjl->jkl", W3, W3)
-        Linv = sla.solve_triangular(L22r, np.eye(r), lower=True, check_finite=False)
-        for off, J, k in zip(cp.rest_offsets[:-1], cp._rest_J, cp._rest_k):
-            blk = Linv[:, off:off + J * k].reshape(r, J, k)
-            out.append(np.einsum("mjk,mjl->jkl", blk, blk))
+        T = cp.T
+        inv_ops = [self._diag_inverse_op(j) for j in range(T)]
+        out = []
+        for i in range(T):
+            J, k = cp.structure.J[i], cp.structure.k[i]
+            X = {i: inv_ops[i]}
+            acc = _diag_blocks_of_gram(X[i], J, k)
+            for m in range(i + 1, T):
+                S = None
+                for l in range(i, m):
+                    S = _add(S, self._block_op(m, l) @ X[l])
+                if sp.issparse(inv_ops[m]):
+                    Xm = -(inv_ops[m] @ S)
+                else:
+                    Sd = S.toarray() if sp.issparse(S) else np.asarray(S)
+                    Xm = -(inv_ops[m] @ Sd)
+                X[m] = Xm
+                acc = acc + _diag_blocks_of_gram(Xm, J, k)
+            out.append(acc)
         return out
+
+    # ----- dense views, for tests and compatibility ------------------------------------------------
+    def dense(self) -> np.ndarray:
+        """The whole L (q + p + 1 square, lower triangular) as a dense array."""
+        cp = self.cp
+        T = cp.T
+        n = cp.q + cp.p + 1
+        bounds = list(cp.offsets) + [n]
+        out = np.zeros((n, n))
+        for j in range(T + 1):
+            cj = slice(bounds[j], bounds[j + 1])
+            if j < T and _is_blockdiag(cp.types[j, j]):
+                F = self.fac[j]
+                J, k = F.shape[0], F.shape[1]
+                base = bounds[j] + (np.arange(J) * k)[:, None, None]
+                out[(base + np.arange(k)[None, :, None]).repeat(k, 2),
+                    (base + np.arange(k)[None, None, :]).repeat(k, 1)] = F
+            else:
+                out[cj, cj] = self.fac[j]
+            for i in range(j + 1, T + 1):
+                ri = slice(bounds[i], bounds[i + 1])
+                if cp.types[i, j] == SPARSE:
+                    out[ri, cj] = cp.sparse_block(i, j, self.L[i, j]).toarray()
+                else:
+                    out[ri, cj] = self.L[i, j]
+        return out
+
+    @property
+    def L21(self) -> np.ndarray:
+        """Rows after the first term, columns of the first term, of the dense L."""
+        return self.dense()[self.cp.q1:, :self.cp.q1]
+
+    @property
+    def L22(self) -> np.ndarray:
+        """The dense factor of everything after the first term (m x m), as the older kernel kept it."""
+        return self.dense()[self.cp.q1:, self.cp.q1:]
+
+
+def _times_inv_t(X3: np.ndarray, Linv: np.ndarray, per_block: bool = False) -> np.ndarray:
+    """Y = X Linv' level by level, as k(k+1)/2 vector operations (faster than einsum for small k).
+
+    Dense block: X3 (R, J, k), levels along axis 1, Linv (J, k, k).  ``per_block``: X3 (n, a, k) is
+    a block array and Linv (n, k, k) holds the factor of each block's column level."""
+    k = Linv.shape[1]
+    Lv = Linv[:, None] if per_block else Linv[None]
+    Y = np.empty_like(X3)
+    for c in range(k):
+        acc = X3[:, :, 0] * Lv[:, :, c, 0]
+        for b in range(1, c + 1):
+            acc = acc + X3[:, :, b] * Lv[:, :, c, b]
+        Y[:, :, c] = acc
+    return Y
+
+
+def _add(S, term):
+    """S + term for sparse or dense operands (a sparse + dense sum would be an np.matrix)."""
+    if S is None:
+        return term
+    if sp.issparse(S) and sp.issparse(term):
+        return S + term
+    S = S.toarray() if sp.issparse(S) else S
+    term = term.toarray() if sp.issparse(term) else term
+    return S + term
+
+
+def _diag_blocks_of_gram(X, J: int, k: int) -> np.ndarray:
+    """The (J, k, k) diagonal blocks of X'X for X with J*k columns (sparse or dense)."""
+    if sp.issparse(X):
+        X = X.tocsc()
+        out = np.empty((J, k, k))
+        for a in range(k):
+            Xa = X[:, a::k]
+            for b in range(a, k):
+                v = np.asarray(Xa.multiply(X[:, b::k]).sum(axis=0)).ravel()
+                out[:, a, b] = out[:, b, a] = v
+        return out
+    X3 = np.asarray(X).reshape(X.shape[0], J, k)
+    return np.einsum("rja,rjb->jab", X3, X3)
