@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import warnings
@@ -37,6 +38,21 @@ def busy_core(on: bool):
         proc.wait()
 
 
+def interleaved(settings, data, reps: int):
+    """Median seconds of mp.lmer under each thread setting, the settings alternating in turn and in
+    reversed order every other round, so that drifts of a shared machine hit them alike."""
+    times = {i: [] for i in range(len(settings))}
+    fit = None
+    for r in range(reps):
+        order = range(len(settings)) if r % 2 == 0 else reversed(range(len(settings)))
+        for i in order:
+            mp.set_num_threads(settings[i])
+            t, fit = time_call(lambda: mp.lmer(FORMULA, data), reps=1)
+            times[i].append(t)
+    mp.set_num_threads(None)
+    return [statistics.median(times[i]) for i in range(len(settings))], fit
+
+
 def mixedlm_seconds(data, reps: int) -> float | None:
     try:
         import mixedlm
@@ -48,20 +64,17 @@ def mixedlm_seconds(data, reps: int) -> float | None:
 
 def main(quick: bool, use_r: bool) -> None:
     ie = mp.datasets.load("insteval")
-    cases = [("insteval10k", ie.iloc[:10_000].copy(), 3)]
+    cases = [("insteval10k", ie.iloc[:10_000].copy(), 6)]
+    mp.lmer(FORMULA, cases[0][1])  # warm-up: first-call costs (imports, BLAS start-up) are not timed
     if not quick:
-        cases.append(("insteval", ie, 1))
+        cases.append(("insteval", ie, 2))
     for busy in (False, True):
         print(f"--- {'one core busy' if busy else 'idle'} ---")
         for case, data, reps in cases:
             with busy_core(busy):
-                mp.set_num_threads(None)
-                t_auto, fit = time_call(lambda: mp.lmer(FORMULA, data), reps=reps)
-                mp.set_num_threads(os.cpu_count())
-                t_default, _ = time_call(lambda: mp.lmer(FORMULA, data), reps=reps)
-                mp.set_num_threads(None)
-                r = lme4_seconds(case, reps) if use_r else None
-                t_mixedlm = mixedlm_seconds(data, reps)
+                (t_auto, t_default), fit = interleaved([None, os.cpu_count()], data, reps)
+                r = lme4_seconds(case, min(reps, 3)) if use_r else None
+                t_mixedlm = mixedlm_seconds(data, min(reps, 3))
             row(case, t_auto, "default thr", t_default)
             row(case, t_auto, "lme4", r and r["seconds"],
                 f"REML diff {fit.criterion - r['deviance']:+.1e}" if r else "")

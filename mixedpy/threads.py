@@ -4,13 +4,15 @@ OpenBLAS starts one thread per core.  The kernel's dense blocks are small for mo
 and on a shared machine those threads oversubscribe the cores: on a 2-core machine a 173 x 173
 Cholesky factor took 0.83 ms with two OpenBLAS threads and 0.11 ms with one (idle), and 71 ms
 against 0.19 ms with the other core busy.  So every fit runs with one BLAS thread by default, and a
-dense block of at least :data:`PARALLEL_MIN_SIZE` rows may use more threads, up to the cores that
-are not already busy (from the 1-minute load average) and never more than the caller allowed
-when the fit started.
+system whose dense part has at least :data:`PARALLEL_MIN_SIZE` rows may use more threads, up to the
+cores that no other task is using when the fit starts, and never more than the caller allowed.
 
-``set_num_threads(n)`` fixes the count for every block instead; ``set_num_threads(None)`` returns
-to the automatic choice.  threadpoolctl does the switching: a cached controller makes one switch
-cost about 10 microseconds, so the kernel can choose per factorization.
+The idle cores are counted once per fit, at its start, from the kernel's instantaneous count of
+runnable tasks (``/proc/loadavg``) less this process: the load average lags by a minute and counts
+the fit itself.  ``set_num_threads(n)`` fixes the count for every block instead;
+``set_num_threads(None)`` returns to the automatic choice.  threadpoolctl does the switching: a
+cached controller makes one switch cost about 10 microseconds, so the kernel can choose per
+factorization.
 """
 from __future__ import annotations
 
@@ -21,14 +23,18 @@ import os
 
 from threadpoolctl import ThreadpoolController
 
-#: dense blocks below this many rows always use one BLAS thread (measured crossover on 2 cores:
-#: 500 rows gain 15% from a second idle thread, 173 rows lose a factor 8)
-PARALLEL_MIN_SIZE = 800
+#: systems whose dense part has fewer rows always use one BLAS thread.  Measured on 2 idle cores:
+#: a lone dense factor gains from a second thread only from about 1,000 rows on (1,500 rows: 34 ms
+#: with one, 21 ms with two), and whole fits never did below that: InstEval's first 10,000 rows
+#: (408 dense rows) took 0.31-0.40 s with one thread and 0.47-0.54 s with two, all of InstEval
+#: (1,159 dense rows) 3.4-3.7 s with one and 3.8 s with two.
+PARALLEL_MIN_SIZE = 1500
 
 _setting: int | None = None
 _controller: ThreadpoolController | None = None
-#: the BLAS thread count the caller had when the outermost fit started (None outside fits)
-_caller_cap: contextvars.ContextVar[int | None] = contextvars.ContextVar("mixedpy_blas_cap", default=None)
+#: the most BLAS threads a block may use in the running fit: the caller's thread count when the
+#: outermost fit started, capped by the cores idle then (None outside fits)
+_fit_cap: contextvars.ContextVar[int | None] = contextvars.ContextVar("mixedpy_blas_cap", default=None)
 
 
 def set_num_threads(n: int | None) -> None:
@@ -62,28 +68,41 @@ def _current_threads() -> int:
     return max(counts) if counts else 1
 
 
+def _other_runnable_tasks() -> int | None:
+    """Tasks other than this one that are running or ready to run now (None where unknown)."""
+    try:
+        with open("/proc/loadavg") as fh:
+            running = int(fh.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - 1)
+
+
 def idle_cores() -> int:
-    """Cores available to this process that the load average does not already count as busy."""
+    """Cores available to this process that other tasks are not using now (at least 1)."""
     try:
         available = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         available = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    return max(1, min(available, int(available - load + 0.5)))
+    others = _other_runnable_tasks()
+    if others is None:
+        try:
+            others = max(0.0, os.getloadavg()[0] - 1.0)
+        except OSError:
+            others = 0
+    return max(1, min(available, int(available - others + 0.5)))
 
 
 def threads_for_block(size: int) -> int:
-    """BLAS threads for a dense operation on a block with ``size`` rows."""
+    """BLAS threads for a dense operation on a system with ``size`` dense rows."""
     if _setting is not None:
         return _setting
     if size < PARALLEL_MIN_SIZE:
         return 1
-    cap = _caller_cap.get()
-    cap = _current_threads() if cap is None else cap
-    return max(1, min(cap, idle_cores()))
+    cap = _fit_cap.get()
+    if cap is None:  # called outside a fit
+        cap = min(_current_threads(), idle_cores())
+    return max(1, cap)
 
 
 @contextlib.contextmanager
@@ -106,15 +125,16 @@ def block_threads(size: int):
 
 def controls_threads(func):
     """Decorator for entry points (fits, intervals, samplers): everything inside runs with one
-    BLAS thread unless a kernel block asks for more, and the caller's own limit is the cap."""
+    BLAS thread unless a kernel block asks for more; the caller's own limit and the cores idle at
+    the start cap what a block may ask for."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        if _caller_cap.get() is not None:  # already inside a fit
+        if _fit_cap.get() is not None:  # already inside a fit
             return func(*args, **kwargs)
-        token = _caller_cap.set(_current_threads())
+        token = _fit_cap.set(min(_current_threads(), idle_cores()))
         try:
             with blas_threads(_setting or 1):
                 return func(*args, **kwargs)
         finally:
-            _caller_cap.reset(token)
+            _fit_cap.reset(token)
     return wrapper

@@ -42,17 +42,40 @@ def test_small_blocks_use_one_thread():
 def test_large_blocks_use_only_idle_cores(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     monkeypatch.setattr(threads, "_current_threads", lambda: 4)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
-    assert threads.threads_for_block(5000) == 4
-    monkeypatch.setattr(os, "getloadavg", lambda: (2.2, 0.0, 0.0))
-    assert threads.threads_for_block(5000) == 2
-    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 0.0, 0.0))
-    assert threads.threads_for_block(5000) == 1
+    for others, expected in [(0, 4), (2, 2), (7, 1)]:
+        monkeypatch.setattr(threads, "_other_runnable_tasks", lambda: others)
+        assert threads.threads_for_block(5000) == expected
+
+
+def test_idle_cores_are_counted_at_the_start_of_the_fit(monkeypatch):
+    """A task that starts during a fit does not change its thread count (the fit is already sized),
+    and the running fit itself is not counted as a busy core."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(threads, "_current_threads", lambda: 2)
+    others = {"n": 0}
+    monkeypatch.setattr(threads, "_other_runnable_tasks", lambda: others["n"])
+    seen = []
+
+    @threads.controls_threads
+    def entry():
+        seen.append(threads.threads_for_block(5000))
+        others["n"] = 1
+        seen.append(threads.threads_for_block(5000))
+
+    entry()
+    assert seen == [2, 2]
+    entry()  # now one other task runs from the start
+    assert seen[2:] == [1, 1]
+
+
+def test_runnable_tasks_exclude_this_process():
+    n = threads._other_runnable_tasks()
+    assert n is None or n >= 0
 
 
 def test_large_blocks_never_exceed_the_callers_limit(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(threads, "_other_runnable_tasks", lambda: 0)
     seen = {}
 
     @threads.controls_threads
