@@ -41,3 +41,17 @@ def _cached_lmer(name: str):
 def lmer_ref():
     """``lmer_ref(name) -> (fit, ref)``: the lmer fit of a reference case (fitted once per session)."""
     return lambda name: (_cached_lmer(name), load_ref(name))
+
+
+def dense_u(design, prob, theta):
+    """U = Z Lambda as a dense matrix, columns in the kernel's order (for kernel-vs-dense tests)."""
+    import numpy as np
+
+    n = design.nobs
+    cols = []
+    for t, T in zip(design.terms, prob.relative_factors(theta)):
+        Z = np.zeros((n, t.n_coefs))
+        for c in range(t.k):
+            Z[np.arange(n), t.codes * t.k + c] = t.model_matrix[:, c]
+        cols.append(Z @ np.kron(np.eye(t.n_levels), T))
+    return np.hstack(cols)

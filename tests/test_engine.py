@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import mixedpy as mp
+from conftest import dense_u
 from mixedpy.formula.design import build_design
 from mixedpy.linalg import structure
 from mixedpy.linalg.blocked import CrossProducts
@@ -24,13 +25,7 @@ def dense_system(design, prob, theta, weights=None):
     built densely from the codes and model matrices (y as the kernel's scaled residual), and its
     NumPy Cholesky factor."""
     n = design.nobs
-    cols = []
-    for t, T in zip(design.terms, prob.relative_factors(theta)):
-        Z = np.zeros((n, t.n_coefs))
-        for c in range(t.k):
-            Z[np.arange(n), t.codes * t.k + c] = t.model_matrix[:, c]
-        cols.append(Z @ np.kron(np.eye(t.n_levels), T))
-    U = np.hstack(cols)
+    U = dense_u(design, prob, theta)
     sw = np.ones(n) if weights is None else np.sqrt(weights)
     # the response as the kernel factors it: y - offset - X c scaled by s (mixedpy.linalg.response)
     resp = prob.cross.response

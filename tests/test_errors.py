@@ -61,14 +61,6 @@ def test_empty_after_dropping_missing(df):
             mp.lmer("y ~ x + (1 | g)", df)
 
 
-def test_nan_response_rows_are_dropped_not_fatal(df):
-    df = df.copy()
-    df.loc[0, "y"] = np.nan
-    with pytest.warns(UserWarning, match="1 row with missing values dropped"):
-        fit = mp.lmer("y ~ x + (1 | g)", df)
-    assert fit.nobs == 59
-
-
 def test_bad_weights(df):
     with pytest.raises(mp.DataError, match="weights must be non-negative"):
         mp.lmer("y ~ x + (1 | g)", df, weights=-np.ones(len(df)))

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import dense_u
 from mixedpy.formula.design import build_design
 from mixedpy.linalg.blocked import CrossProducts
 from mixedpy.lmm import LMMProblem
@@ -73,18 +74,6 @@ def test_objective_matches_dense(formula, reml, sparse, monkeypatch):
         dense, beta = dense_objective(design, theta, reml, design.weights)
         assert prob.objective(theta, reml) == pytest.approx(dense, rel=1e-9)
         np.testing.assert_allclose(prob.profile(theta).beta, beta, rtol=1e-7, atol=1e-9)
-
-
-def dense_u(design, prob, theta):
-    """U = Z Lambda as a dense matrix, columns in the kernel's order."""
-    n = design.nobs
-    cols = []
-    for t, T in zip(design.terms, prob.relative_factors(theta)):
-        Z = np.zeros((n, t.n_coefs))
-        for c in range(t.k):
-            Z[np.arange(n), t.codes * t.k + c] = t.model_matrix[:, c]
-        cols.append(Z @ np.kron(np.eye(t.n_levels), T))
-    return np.hstack(cols)
 
 
 @pytest.mark.parametrize("formula", FORMULAS)
