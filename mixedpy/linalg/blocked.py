@@ -221,7 +221,7 @@ class CrossProducts:
             A[j, j] = D
             for i in range(j + 1, T):
                 A[i, j] = self._term_cross(st, i, j, Ms[i], M)
-            A[T, j] = np.asarray(blocks[j].z_matrix(sqrt_w).T @ Xy).T  # (p+1, q_j)
+            A[T, j] = self._columns_cross(codes[j], J, M, Xy)  # (p+1, q_j)
         A[T, T] = Xy.T @ Xy
         self.A = A
         self._templates = {}
@@ -238,6 +238,19 @@ class CrossProducts:
     def analyse(cls, blocks: list[TermBlock], names: list[str] | None = None) -> BlockStructure:
         """The symbolic block structure of these terms with this class's storage thresholds."""
         return BlockStructure.analyse(blocks, names, cls.DENSE_LIMIT, cls.SPARSE_DENSITY)
+
+    @staticmethod
+    def _columns_cross(codes: np.ndarray, J: int, M: np.ndarray, Xy: np.ndarray) -> np.ndarray:
+        """[X | y]'W Z_j, (p+1, J k) level-major: a sum over each level's rows per pair of columns.
+
+        PIRLS forms this at every iteration with new weights; summing by the level codes needs no
+        sparse Z (building one cost about half of glmer's time on VerbAgg)."""
+        k = M.shape[1]
+        out = np.empty((Xy.shape[1], J, k))
+        for a in range(k):
+            for c in range(Xy.shape[1]):
+                out[c, :, a] = np.bincount(codes, weights=M[:, a] * Xy[:, c], minlength=J)
+        return out.reshape(Xy.shape[1], J * k)
 
     @staticmethod
     def _term_cross(st: BlockStructure, i: int, j: int, Mi: np.ndarray, Mj: np.ndarray) -> np.ndarray:
