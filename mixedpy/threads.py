@@ -118,9 +118,12 @@ def blas_threads(n: int):
 
 def block_threads(size: int):
     """A context with the thread count :func:`threads_for_block` picks for a dense block of ``size``
-    rows; a no-op (no switch at all) when that is the count the fit already runs with."""
+    rows; a no-op (no switch at all) inside a fit that already runs with that count.  Outside a fit
+    (the kernel called directly, e.g. through ``mp.lmer_devfun``) the count is always set, since the
+    BLAS would otherwise run on its own default."""
     n = threads_for_block(size)
-    return contextlib.nullcontext() if n == (_setting or 1) else blas_threads(n)
+    inside_fit = _fit_cap.get() is not None
+    return contextlib.nullcontext() if inside_fit and n == (_setting or 1) else blas_threads(n)
 
 
 def controls_threads(func):

@@ -124,3 +124,21 @@ def test_formulas_still_see_the_callers_variables_through_the_thread_wrappers():
     gm = mp.glmer("cbind(incidence, size - incidence) ~ big + (1 | herd)", cbpp, family="binomial")
     assert "bigTRUE" in gm.fixef_names
     assert fit.data_name == "sleep"
+
+
+def test_the_kernel_called_outside_a_fit_also_runs_small_blocks_single_threaded(monkeypatch):
+    """mp.lmer_devfun evaluates the kernel without entering a fit: its blocks must not fall back to
+    OpenBLAS's default of one thread per core."""
+    seen = []
+    original = blocked.CrossProducts.factor
+
+    def recording(self, T_list):
+        with threads.block_threads(self.m):
+            seen.append(max(blas_counts().values()))
+        return original(self, T_list)
+
+    monkeypatch.setattr(blocked.CrossProducts, "factor", recording)
+    dev = mp.lmer_devfun("Reaction ~ Days + (Days | Subject)", mp.datasets.load("sleepstudy"))
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        dev(dev.start)
+    assert seen == [1]
