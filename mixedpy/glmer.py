@@ -16,13 +16,13 @@ import pandas as pd
 
 from .families import Family, get_family
 from .formula.design import ModelDesign, build_design
-from .glmm import GLMMProblem, GlmmFitResult, SeparationWarning, check_separation, emit_all, fit_glmm
+from .glmm import GLMMProblem, GlmmFitResult, SeparationWarning, check_separation, fit_glmm
 from .linalg.blocked import BlockedFactor
 from .lmer import caller_namespace, data_name
 from .threads import controls_threads
-from .optimize import OptSummary
-from .results import MixedModelFit, _new_response
-from .validation import check_bool, check_constant_response
+from .optimize import OptSummary, emit
+from .results import MixedModelFit
+from .validation import check_bool, check_constant_response, new_response
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class GlmerFit(MixedModelFit):
             raise ValueError("REML is not defined for generalized linear mixed models")
         if newresp is None:
             return self
-        y = _new_response(newresp, self.nobs)
+        y = new_response(newresp, self.nobs)
         resp = dataclasses.replace(self.problem.resp, y=y)
         design_y = np.column_stack([y * resp.trials, (1 - y) * resp.trials]) if resp.two_column else y
         design = dataclasses.replace(self.design, y=design_y)
@@ -121,7 +121,7 @@ class GlmerFit(MixedModelFit):
         result = fit_glmm(problem, nAGQ=self.nAGQ, start={"theta": self.theta, "fixef": self.beta},
                           calc_derivs=calc_derivs)
         if not quiet:
-            emit_all(result.messages)
+            emit(result.messages)
         return GlmerFit(design, problem, result, [m for _, m in result.messages], data_name=self.data_name)
 
     # -- per-observation quantities -------------------------------------------------------
@@ -201,7 +201,7 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None 
     if fam.name == "binomial":
         post = check_separation(np.zeros((design.nobs, 0)), [], resp, result.state.mu)
         messages += [(SeparationWarning, m) for m in pre + post]
-    emit_all(messages)
+    emit(messages)
     return GlmerFit(design, problem, result, [m for _, m in messages], data_name=data_name(namespace, data))
 
 

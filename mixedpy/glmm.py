@@ -39,7 +39,6 @@ default ``use.hessian``), falling back to (R_X'R_X)^{-1} when H is not positive 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,8 +46,8 @@ import numpy as np
 from .errors import ConvergenceWarning, FitError
 from .families import Family, Response
 from .linalg.blocked import BlockedFactor, CrossProducts, NotPositiveDefinite, TermBlock
-from .optimize import (Convergence, OptSummary, Status, assess, boundary_snap, finite_difference_derivs,
-                       is_singular, minimize)
+from .optimize import (Convergence, OptSummary, assess, boundary_snap, finite_difference_derivs,
+                       is_singular, minimize, require_finite)
 from .terms import RandomEffectsTerm, b_from_u, random_part, relative_factors
 
 #: lme4's glmerControl defaults
@@ -84,11 +83,16 @@ class PIRLSError(FitError):
     values it means the model cannot be fitted."""
 
 
+#: what a glmer stage with no finite objective means (see optimize.require_finite)
+_PIRLS_FAILS = ("PIRLS fails at every parameter value tried; check for separation or extreme predictor "
+                "values.")
+
 
 def _first_iteration_failure(theta: np.ndarray, what: str) -> str:
     return (f"PIRLS diverged at its first iteration at theta = {np.round(theta, 6).tolist()}: {what} the "
             "starting linear predictor. Check for extreme predictor values (rescale them), separation, or "
             "give other start values.")
+
 
 class SeparationWarning(ConvergenceWarning):
     """Fitted probabilities of 0 or 1: the fixed effects separate the outcome."""
@@ -442,7 +446,7 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
     rhobeg = min(0.95, 0.2 * float(np.max(np.abs(x0))))
     opt1 = minimize(stage1, x0, problem.lower, initial_step=rhobeg, xtol_abs=1e-6 * rhobeg, ftol_abs=1e-10,
                     maxeval=10_000)
-    _require_finite(opt1, "stage 1 (nAGQ = 0)")
+    require_finite(opt1, "glmer could not fit the model in stage 1 (nAGQ = 0)", _PIRLS_FAILS)
 
     if nAGQ == 0:
         opt1 = boundary_snap(stage1, opt1)
@@ -485,7 +489,7 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
     step = 0.2 * np.concatenate([np.full(nth, 0.1), np.minimum(se1, 10.0)])
     opt2 = minimize(stage2, x2, lower2, initial_step=step, xtol_abs=1e-7 * step, ftol_abs=1e-10,
                     maxeval=10_000)
-    _require_finite(opt2, "stage 2")
+    require_finite(opt2, "glmer could not fit the model in stage 2", _PIRLS_FAILS)
     eta_opt = memo2["eta"]
     opt2, polish = polish_noisy_optimum(stage2, stage2_exact, opt2, lower2, POLISH_STEP * step)
     if not polish.accepted:
@@ -570,14 +574,6 @@ def polish_noisy_optimum(reported, exact, opt: OptSummary, lower: np.ndarray, st
     return opt, record
 
 
-def _require_finite(opt: OptSummary, stage: str) -> None:
-    """A stage whose objective is not finite at its optimum (PIRLS failed everywhere, or -inf) has no
-    fit to continue from: FitError with the optimizer's account of it."""
-    if opt.code is Status.NONFINITE:
-        raise FitError(f"glmer could not fit the model in {stage}: {opt.messages[-1]}. PIRLS fails at every "
-                       "parameter value tried; check for separation or extreme predictor values.")
-
-
 def hessian_vcov(H: np.ndarray, n_theta: int) -> np.ndarray | None:
     """2 [H^{-1}]_{beta beta}, symmetrised, or None when it is not positive definite (lme4
     ``vcov.merMod`` with ``use.hessian``): H is the Hessian of -2 log L over (theta, beta)."""
@@ -620,8 +616,3 @@ def check_separation(X: np.ndarray, names: list[str], resp: Response, mu: np.nda
                         "separate the outcome perfectly, so their estimates are unreliable. Check for a predictor "
                         "that predicts the outcome exactly, or use a Bayesian fit with priors (mp.bayes_glmer).")
     return msgs
-
-
-def emit_all(messages: list[tuple[type, str]]) -> None:
-    for category, msg in messages:
-        warnings.warn(msg, category, stacklevel=4)

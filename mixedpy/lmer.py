@@ -7,11 +7,10 @@ import numpy as np
 import pandas as pd
 
 from . import threads
-from .errors import FitError
 from .formula.design import ModelDesign, build_design
 from .lmm import LMMProblem
-from .optimize import (Status, assess, boundary_snap, emit, finite_difference_derivs, is_singular, minimize,
-                       restart_edge)
+from .optimize import (assess, boundary_snap, emit, finite_difference_derivs, is_singular, minimize,
+                       require_finite, restart_edge)
 from .results import LmerFit
 from .validation import check_bool, check_constant_response, check_single_response
 
@@ -53,11 +52,9 @@ def fit_problem(design: ModelDesign, problem: LMMProblem, reml: bool = True, sta
     if len(x0) != len(problem.lower):
         raise ValueError(f"start has {len(x0)} values but the model has {len(problem.lower)} theta parameters")
     opt = minimize(objective, x0, problem.lower, optimizer=optimizer)
-    if opt.code is Status.NONFINITE:
-        raise FitError(f"lmer could not fit {design.formula!r}: " + opt.messages[-1])
+    require_finite(opt, f"lmer could not fit {design.formula!r}")
     opt = restart_edge(objective, opt, optimizer)
-    if opt.code is Status.NONFINITE:
-        raise FitError(f"lmer could not fit {design.formula!r}: " + opt.messages[-1])
+    require_finite(opt, f"lmer could not fit {design.formula!r}")
     opt = boundary_snap(objective, opt)
     singular = is_singular(opt.x, problem.lower)
     if calc_derivs and not singular:

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import scipy.optimize as so
 
-from .errors import ConvergenceWarning, SingularFitWarning
+from .errors import ConvergenceWarning, FitError, SingularFitWarning
 
 SINGULAR_TOL = 1e-4
 
@@ -422,16 +422,11 @@ def assess(summary: OptSummary, singular: bool, grad_tol: float = 2e-3, hess_tol
     return conv
 
 
-def check_convergence(summary: OptSummary, singular: bool, grad_tol: float = 2e-3,
-                      hess_tol: float = 1e-6, label: str = "") -> list[tuple[type, str]]:
-    """lme4 ``checkConv``: the (category, message) warnings of the derivative checks, each with what
-    to do about it (the optimizer's own failure is not included; see :func:`assess`).
-
-    Singular fits skip the gradient and Hessian checks, as in lme4.
-    """
-    own = len(summary.messages)
-    conv = assess(summary, singular, grad_tol, hess_tol, label)
-    return list(conv.warnings[:len(conv.warnings) - own])
+def require_finite(opt: OptSummary, what: str, advice: str = "") -> None:
+    """A stage whose objective is not finite at its optimum (``Status.NONFINITE``: +inf everywhere,
+    or -inf) has no fit to continue from: FitError with ``what`` and the optimizer's account of it."""
+    if opt.code is Status.NONFINITE:
+        raise FitError(f"{what}: {opt.messages[-1]}" + (f". {advice}" if advice else ""))
 
 
 def emit(messages: list[tuple[type, str]]) -> None:

@@ -21,10 +21,6 @@ from .optimize import OptSummary, is_singular
 from .varcorr import VarCorr, VarCorrTerm, unique_labels
 
 
-def _new_response(newresp, n: int) -> np.ndarray:
-    return new_response(newresp, n)
-
-
 class DesignBacked:
     """Identification shared by every result built on a :class:`ModelDesign` (fits and posteriors)."""
 
@@ -344,7 +340,7 @@ class LmerFit(MixedModelFit):
         start = kwargs.pop("start", self.theta)
         design, problem = self.design, self.problem
         if newresp is not None:
-            y = _new_response(newresp, self.nobs)
+            y = new_response(newresp, self.nobs)
             design = dataclasses.replace(design, y=y)
             problem = LMMProblem(design.terms, design.X, y, design.weights, design.offset)
         elif reml == self.reml and not set(kwargs) - {"quiet"}:

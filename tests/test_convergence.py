@@ -22,8 +22,7 @@ from mixedpy.formula.design import build_design
 from mixedpy.glmm import PIRLSError
 from mixedpy.inference import _Profiler, bootstrap, confint_profile
 from mixedpy.lmer import fit_problem, lmm_problem
-from mixedpy.optimize import (Convergence, GradientCheck, HessianCheck, OptSummary, Status, assess,
-                              check_convergence, minimize)
+from mixedpy.optimize import Convergence, GradientCheck, HessianCheck, OptSummary, Status, assess, minimize
 
 REF = Path(__file__).parent / "reference"
 
@@ -96,8 +95,6 @@ def test_nonfinite_hessian_gives_a_failure_with_advice(bad):
     assert conv.hessian.problem == "nonfinite" and not conv.gradient.ok
     (cat, msg), = conv.warnings
     assert cat is mp.ConvergenceWarning and "not finite" in msg and "optimizer=" in msg
-    # the list form still works
-    assert check_convergence(summary_with([np.nan, 0.0], np.eye(2)), singular=False)[0][0] is mp.ConvergenceWarning
 
 
 def test_lmer_with_nonfinite_derivatives_is_not_converged():
