@@ -18,7 +18,7 @@ import pandas as pd
 from .. import validation
 from ..errors import DataError, FormulaError
 from ..terms import RandomEffectsTerm, order_terms
-from ..validation import drop_rank_deficient, warn_on_scales  # noqa: F401 - re-exported (moved to validation)
+from ..validation import drop_rank_deficient, warn_on_scales
 from .bars import ParsedFormula, parse_formula
 from .modelmatrix import ModelMatrixSpec, fixed_matrix
 from .namespace import FormulaEnv, used_env
@@ -60,10 +60,6 @@ def _eval_expr(expr: str, data: pd.DataFrame, env: dict):
         return Evaluator(data, env, {}).eval(parse(expr))
     except FormulaError as exc:
         raise FormulaError(f"cannot evaluate {expr!r}: {exc}") from exc
-
-
-def _as_numeric_vector(value, what: str, n: int) -> np.ndarray:
-    return validation.numeric_vector(value, what, n)
 
 
 def _response_parts(lhs: str) -> list[str]:
@@ -172,10 +168,6 @@ def _used_rows(parsed: ParsedFormula, data: pd.DataFrame, env: dict, extra: list
     return mask
 
 
-def _resolve_vector(arg, data: pd.DataFrame, what: str) -> np.ndarray | None:
-    return validation.resolve_vector(arg, data, what)
-
-
 def build_design(formula: str, data: pd.DataFrame, weights=None, offset=None,
                  env: dict | None = None, allow_n_levels: bool = False,
                  drop_zero_weights: bool = True) -> ModelDesign:
@@ -202,8 +194,8 @@ def build_design(formula: str, data: pd.DataFrame, weights=None, offset=None,
         _check_columns(set(b.group), data, {}, formula)
     _check_columns(used, data, env, formula)
 
-    w_all = _resolve_vector(weights, data, "weights")
-    off_all = _resolve_vector(offset, data, "offset")
+    w_all = validation.resolve_vector(weights, data, "weights")
+    off_all = validation.resolve_vector(offset, data, "offset")
     mask = _used_rows(parsed, data, env, [w_all, off_all])
     n_dropped = validation.report_missing(mask)
     validation.check_weights(w_all, mask)
@@ -215,7 +207,7 @@ def build_design(formula: str, data: pd.DataFrame, weights=None, offset=None,
     n = len(frame)
 
     parts = _response_parts(parsed.response)
-    ys = [_as_numeric_vector(_eval_expr(p, frame, env), f"response {p!r}", n) for p in parts]
+    ys = [validation.numeric_vector(_eval_expr(p, frame, env), f"response {p!r}", n) for p in parts]
     y = ys[0] if len(ys) == 1 else np.column_stack(ys)
     validation.check_finite(y, f"response {parsed.response!r}", row_index)
 
@@ -231,7 +223,7 @@ def build_design(formula: str, data: pd.DataFrame, weights=None, offset=None,
 
     offset_vec = np.zeros(n) if off_all is None else off_all[mask]
     for off in parsed.offsets:
-        offset_vec = offset_vec + _as_numeric_vector(_eval_expr(off, frame, env), f"offset({off})", n)
+        offset_vec = offset_vec + validation.numeric_vector(_eval_expr(off, frame, env), f"offset({off})", n)
     validation.check_finite(offset_vec, "offset", row_index)
     w = None if w_all is None else w_all[mask]
 
@@ -312,5 +304,5 @@ def new_offset(design: ModelDesign, newdata: pd.DataFrame) -> np.ndarray:
     out = np.zeros(len(newdata))
     frame = newdata.reset_index(drop=True)
     for off in design.parsed.offsets:
-        out = out + _as_numeric_vector(_eval_expr(off, frame, design.env), f"offset({off})", len(frame))
+        out = out + validation.numeric_vector(_eval_expr(off, frame, design.env), f"offset({off})", len(frame))
     return out
