@@ -248,12 +248,8 @@ class _Profiler:
         # keep strictly positive sigma away from its bound of 0 (sigma / sigma-hat >= 1e-10)
         lo[[kinds[i] == "sigma" for i in free]] = 1e-10
         hi = self.hi[free] / sc
-        x_start, x_hat = start[free] / sc, self.phi_hat[free] / sc
-        best = minimize(fun, self._off_bounds(x_start, free, lo, hi), lo, hi)
-        if (_touches(x_start, lo, hi) or _touches(best.x, lo, hi)) \
-                and not np.array_equal(start[free], self.phi_hat[free]):
-            res = minimize(fun, self._off_bounds(x_hat, free, lo, hi), lo, hi)
-            best = res if res.fmin < best.fmin else best
+        best = _fit_with_mle_retry(lambda x0: minimize(fun, self._off_bounds(x0, free, lo, hi), lo, hi),
+                                   start[free] / sc, self.phi_hat[free] / sc, lo, hi)
         phi = start.copy()
         phi[free] = best.x * sc
         phi[j] = v
@@ -267,12 +263,8 @@ class _Profiler:
         P = self.problem
         X = np.delete(P.X, j, axis=1)
         sub = LMMProblem(P.terms, X, P.y, P.weights, P.offset + P.X[:, j] * v)
-        inf = np.full(len(sub.lower), np.inf)
-        best = minimize(lambda th: sub.objective(th, False), start, sub.lower)
-        if (_touches(start, sub.lower, inf) or _touches(best.x, sub.lower, inf)) \
-                and not np.array_equal(start, self.ml.theta):
-            res = minimize(lambda th: sub.objective(th, False), self.ml.theta, sub.lower)
-            best = res if res.fmin < best.fmin else best
+        best = _fit_with_mle_retry(lambda th0: minimize(lambda th: sub.objective(th, False), th0, sub.lower),
+                                   start, self.ml.theta, sub.lower, np.full(len(sub.lower), np.inf))
         return float(best.fmin), best.x
 
     def var_start(self) -> np.ndarray:
@@ -410,16 +402,12 @@ class _GlmerProfiler(_Profiler):
             pars[i] = v
             return self.deviance_full(pars)
 
-        def run(s0):
-            return minimize(fun, self._off_bounds(s0[free] / sc, free, lo, hi), lo, hi, initial_step=step,
+        def run(x0):
+            return minimize(fun, self._off_bounds(x0, free, lo, hi), lo, hi, initial_step=step,
                             xtol_abs=1e-6, ftol_abs=1e-8)
 
-        res = run(start)
         # as for lmer profiles: a start or optimum on a bound may be a stuck fit; retry from the MLE
-        mle = self.var_start()
-        if (_touches(start[free] / sc, lo, hi) or _touches(res.x, lo, hi)) and not np.array_equal(start, mle):
-            again = run(mle)
-            res = again if again.fmin < res.fmin else res
+        res = _fit_with_mle_retry(run, start[free] / sc, self.var_start()[free] / sc, lo, hi)
         pars = start.copy()
         pars[free] = res.x * sc
         pars[i] = v
@@ -442,6 +430,17 @@ def _var_scale(m: SdCorMap, sigma: float) -> np.ndarray:
     in the units of y in a model with a scale; 1 for correlations and for models without one."""
     s = float(sigma) if m.use_scale and np.isfinite(sigma) and sigma > 0 else 1.0
     return np.array([1.0 if k == "cor" else s for k in m.kinds()])
+
+
+def _fit_with_mle_retry(run, start: np.ndarray, mle: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """An inner profile fit ``run(start)``; when the start or its optimum is on a bound (a warm start
+    stuck at a correlation of +-1 or an SD of 0), ``run(mle)`` too, keeping the lower optimum.
+    ``start`` and ``mle`` are in the inner fit's coordinates."""
+    best = run(start)
+    if (_touches(start, lo, hi) or _touches(best.x, lo, hi)) and not np.array_equal(start, mle):
+        again = run(mle)
+        best = again if again.fmin < best.fmin else best
+    return best
 
 
 def _touches(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float = 1e-6) -> bool:
