@@ -44,6 +44,7 @@ from .linalg.blocked import NotPositiveDefinite
 from .lmm import LMMProblem
 from .optimize import minimize
 from .terms import vech_indices
+from .threads import controls_threads
 
 # --------------------------------------------------------------------------------------------
 # theta, sigma  <->  lme4's sd/cor parameters
@@ -592,6 +593,7 @@ def bootstrap(fit, nsim: int = 500, seed=None, progress: bool = False) -> BootRe
 # --------------------------------------------------------------------------------------------
 
 
+@controls_threads
 def confint(fit, method: str = "Wald", level: float = 0.95, parm=None, nsim: int = 500, seed=None,
             boot_type: str = "perc", progress: bool = False) -> pd.DataFrame:
     """Confidence intervals for the parameters of a mixed model, as lme4's ``confint.merMod``.

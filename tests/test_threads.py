@@ -142,3 +142,18 @@ def test_the_kernel_called_outside_a_fit_also_runs_small_blocks_single_threaded(
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         dev(dev.start)
     assert seen == [1]
+
+
+def test_profile_intervals_run_inside_one_thread_controlled_call(monkeypatch):
+    """confint is an entry point: its many inner evaluations run in one controlled context."""
+    seen = []
+    original = blocked.CrossProducts.factor
+
+    def recording(self, T_list):
+        seen.append(threads._fit_cap.get() is not None)
+        return original(self, T_list)
+
+    fit = mp.lmer("Reaction ~ Days + (1 | Subject)", mp.datasets.load("sleepstudy"))
+    monkeypatch.setattr(blocked.CrossProducts, "factor", recording)
+    mp.confint(fit, method="profile")
+    assert seen and all(seen)
