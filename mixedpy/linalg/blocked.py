@@ -172,8 +172,8 @@ class CrossProducts:
     stabilize : replace y by its scaled weighted-OLS residual y_tilde = (y - X c) / s before forming
         the cross-products (:mod:`mixedpy.linalg.response`), so that a large mean or an extreme
         scale of y costs no digits.  The factor's ``pwrss`` and ``coefficients()`` are then mapped
-        back to y; ``C``, ``B`` and ``L22``'s last row hold y_tilde's products, and ``response``
-        says how to map them.  Without it ``response`` is the identity.
+        back to y; the cross-products ``A`` and the factor's last block row (``fixed_factor``)
+        hold y_tilde's, and ``response`` says how to map them.  Without it ``response`` is the identity.
     """
 
     #: an off-diagonal block with more entries than this and fewer than SPARSE_DENSITY of its level
@@ -676,7 +676,7 @@ class BlockedFactor:
             out.append(acc)
         return out
 
-    # ----- dense views, for tests and compatibility ------------------------------------------------
+    # ----- dense view, for tests ------------------------------------------------
     def dense(self) -> np.ndarray:
         """The whole L (q + p + 1 square, lower triangular) as a dense array."""
         cp = self.cp
@@ -701,16 +701,6 @@ class BlockedFactor:
                 else:
                     out[ri, cj] = self.L[i, j]
         return out
-
-    @property
-    def L21(self) -> np.ndarray:
-        """Rows after the first term, columns of the first term, of the dense L."""
-        return self.dense()[self.cp.q1:, :self.cp.q1]
-
-    @property
-    def L22(self) -> np.ndarray:
-        """The dense factor of everything after the first term (m x m), as the older kernel kept it."""
-        return self.dense()[self.cp.q1:, self.cp.q1:]
 
 
 def _times_inv_t(X3: np.ndarray, Linv: np.ndarray, per_block: bool = False) -> np.ndarray:
