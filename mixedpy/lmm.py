@@ -82,7 +82,9 @@ class LMMProblem:
         with the same values (and y + a with bit-identical ones) and it returns the same theta."""
         self.n_evals += 1
         try:
-            f = self.cross.factor(self.relative_factors(np.asarray(theta, dtype=float)))
+            # scratch: the factor's work arrays are reused by the next evaluation (only its three
+            # scalars are read here)
+            f = self.cross.factor(self.relative_factors(np.asarray(theta, dtype=float)), scratch=True)
         except NotPositiveDefinite:
             return np.inf
         return self._criterion(f.ldL2, f.ldRX2, f.pwrss_tilde, reml)

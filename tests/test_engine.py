@@ -43,10 +43,18 @@ def check_against_dense(design, theta, weights=None, tol=1e-10):
     A, L, q = dense_system(design, prob, theta, weights)
     p = design.X.shape[1]
     scale = np.abs(L).max()
-    # every block of L, whatever its storage
-    np.testing.assert_allclose(f.dense(), L, rtol=0, atol=tol * scale)
+    Ld = f.dense()
+    if prob.cross.structure.cholmod:
+        # a Cholmod block holds L~ = P' L (not triangular): L L' = A still, the last block row's
+        # diagonal block is the same, and the solves below are checked against this L
+        np.testing.assert_allclose(Ld @ Ld.T, A, rtol=0, atol=tol * np.abs(A).max())
+        np.testing.assert_allclose(Ld[q:, q:], L[q:, q:], rtol=0, atol=tol * scale)
+        L = Ld
+    else:
+        # every block of L, whatever its storage
+        np.testing.assert_allclose(Ld, L, rtol=0, atol=tol * scale)
     d = np.diag(L)
-    assert f.ldL2 == pytest.approx(2 * np.log(d[:q]).sum(), rel=tol, abs=tol)
+    assert f.ldL2 == pytest.approx(np.linalg.slogdet(A[:q, :q])[1], rel=tol, abs=tol)
     assert f.ldRX2 == pytest.approx(2 * np.log(d[q:q + p]).sum(), rel=tol, abs=tol)
     resp = prob.cross.response
     assert f.pwrss == pytest.approx(resp.s ** 2 * d[-1] ** 2, rel=1e-9)
@@ -98,12 +106,14 @@ CASES = [
 
 
 @pytest.mark.parametrize("formula,types", CASES)
-@pytest.mark.parametrize("storage", ["default", "sparse", "sparse-noplan"])
+@pytest.mark.parametrize("storage", ["default", "sparse", "sparse-nogram", "sparse-noplan"])
 def test_every_block_type_matches_dense(formula, types, storage, monkeypatch):
     if storage != "default":
         # every off-diagonal term block stored sparse, so the sparse paths run on every design
         monkeypatch.setattr(CrossProducts, "DENSE_LIMIT", 0)
         monkeypatch.setattr(CrossProducts, "SPARSE_DENSITY", 1.1)
+    if storage in ("sparse-nogram", "sparse-noplan"):
+        monkeypatch.setattr(structure, "GRAM_PAIR_LIMIT", -1)   # scatter plans from the first column too
     if storage == "sparse-noplan":
         monkeypatch.setattr(structure, "DENSE_PLAN_LIMIT", -1)  # scipy products into dense blocks
     df = nested_data(3)
@@ -127,18 +137,87 @@ def test_nested_term_is_diagonal_and_its_fill_a_scatter():
     assert st_.types[0, 0] == "Diagonal" and st_.types[1, 1] == "Diagonal"
     assert st_.types[1, 0] == "Sparse"
     assert st_.patterns[1, 0].nnz == design.terms[0].n_levels   # one block per inner level
-    assert (1, 1, 0) in st_.plans
+    assert (1, 1, 0) in st_.grams            # scalar terms: a product with the fixed Gram matrix
     check_against_dense(design, np.array([0.8, 1.3]))
 
 
-def test_sparse_target_from_sparse_sources_uses_plan(monkeypatch):
-    """Three nested levels with forced sparse storage: L[a, b:a] -= L[a, c] L[b:a, c]' is a plan."""
+@pytest.mark.parametrize("gram", [True, False])
+def test_sparse_target_from_sparse_sources_uses_plan(gram, monkeypatch):
+    """Three nested levels with forced sparse storage: L[a, b:a] -= L[a, c] L[b:a, c]' is a Gram
+    product (scalar terms, first column) or, without Gram plans, a scatter plan."""
     monkeypatch.setattr(CrossProducts, "DENSE_LIMIT", 0)
+    if not gram:
+        monkeypatch.setattr(structure, "GRAM_PAIR_LIMIT", -1)
     design = build_design("y ~ x + (1 | a/b/c)", nested_data(2))
     prob = LMMProblem(design.terms, design.X, design.y)
     st_ = prob.cross.structure
-    assert st_.types[2, 1] == "Sparse" and (2, 1, 0) in st_.plans
+    assert st_.types[2, 1] == "Sparse" and (2, 1, 0) in (st_.grams if gram else st_.plans)
+    assert ((2, 1, 0) in st_.plans) != gram
     check_against_dense(design, np.array([0.7, 1.1, 0.4]))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gram_plans_chunked_and_merged_match_dense(weighted, monkeypatch):
+    """Crossed scalar terms stored sparse: every update from the first column is a Gram product
+    (dense-lower, dense, sparse and diagonal targets), the same when its pairs come in chunks of 7;
+    without weights the columns of equal count are merged, with weights (all distinct) not."""
+    monkeypatch.setattr(CrossProducts, "DENSE_LIMIT", 0)
+    monkeypatch.setattr(CrossProducts, "SPARSE_DENSITY", 1.1)
+    df = nested_data(11, n=600, outer=40)
+    design = build_design("y ~ x + (1 | a) + (1 | c) + (1 | g) + (1 | a:b)", df,
+                          weights="w" if weighted else None)
+    theta = np.array([0.9, 0.5, 1.4, 0.7])
+    prob, f = check_against_dense(design, theta, design.weights)
+    grams = prob.cross.structure.grams
+    assert len(grams) == 6     # (1,1), (2,1), (3,1), (2,2), (3,2), (3,3) from block column 0
+    targets = {prob.cross.structure.types[i, j] for i, j, _ in grams}
+    assert "Dense" in targets
+    merged = [prob.cross._gram_matrix(key)[1] is not None for key in grams]
+    assert any(merged) != weighted
+    monkeypatch.setattr(structure, "GRAM_CHUNK", 7)
+    chunked = LMMProblem(design.terms, design.X, design.y, design.weights)
+    for key, g in chunked.cross.structure.grams.items():
+        a = prob.cross._gram_matrix(key)[0].toarray()
+        np.testing.assert_allclose(chunked.cross._gram_matrix(key)[0].toarray(), a, rtol=1e-14, atol=0)
+    f2 = chunked.cross.factor(prob.relative_factors(theta))
+    np.testing.assert_allclose(f2.dense(), f.dense(), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | a) + (1 | g)", "y ~ x + h + (x + h | a) + (1 | g)",
+                                     "y ~ x + (x | a:b) + (x | a)"])
+def test_scratch_factor_reuses_storage_and_matches_a_fresh_one(formula, monkeypatch):
+    """The objective factors in reusable work arrays: alternating thetas give exactly the values of
+    fresh factorizations, and a factor kept from an ordinary call is not touched by them."""
+    monkeypatch.setattr(CrossProducts, "DENSE_LIMIT", 0)
+    design = build_design(formula, nested_data(12))
+    prob = LMMProblem(design.terms, design.X, design.y)
+    thetas = [theta_for(prob, s) for s in (1, 2, 3)]
+    kept = prob.cross.factor(prob.relative_factors(thetas[0]))
+    kept_dense = kept.dense()
+    for theta in thetas + thetas[::-1]:
+        fresh = prob.cross.factor(prob.relative_factors(theta))
+        scratch = prob.cross.factor(prob.relative_factors(theta), scratch=True)
+        assert (scratch.ldL2, scratch.ldRX2, scratch.pwrss) == (fresh.ldL2, fresh.ldRX2, fresh.pwrss)
+        assert prob.objective(theta, True) == prob._criterion(fresh.ldL2, fresh.ldRX2, fresh.pwrss_tilde, True) \
+            + prob.scale_offset(True)
+    assert prob.cross.__dict__.get("_workspace")
+    np.testing.assert_array_equal(kept.dense(), kept_dense)
+
+
+def test_level_cholesky_matches_lapack(monkeypatch):
+    """Block-diagonal blocks (k = 2 and 3) factored entry by entry over the levels agree with
+    batched LAPACK (the path beyond LEVEL_CHOLESKY_MAX_K), and both with the dense factor."""
+    from mixedpy.linalg import blocked
+    design = build_design("y ~ x + h + (x + h | a) + (x | g)", nested_data(13))
+    prob = LMMProblem(design.terms, design.X, design.y)
+    theta = theta_for(prob, 4)
+    by_level = prob.cross.factor(prob.relative_factors(theta))
+    monkeypatch.setattr(blocked, "LEVEL_CHOLESKY_MAX_K", 1)
+    _, lapack = check_against_dense(design, theta)
+    np.testing.assert_allclose(by_level.dense(), lapack.dense(), rtol=1e-12, atol=1e-13)
+    assert by_level.inv[0].shape[1:] == (3, 3)
+    for j in by_level.inv:
+        np.testing.assert_allclose(by_level.inv[j], lapack.inv[j], rtol=1e-12, atol=1e-13)
 
 
 def test_not_positive_definite_gives_inf():
@@ -152,7 +231,7 @@ def test_not_positive_definite_gives_inf():
 def designs(draw):
     n = draw(st.integers(30, 160))
     seed = draw(st.integers(0, 10_000))
-    kind = draw(st.sampled_from(["nested", "nested-slope", "crossed", "crossed-slope", "three"]))
+    kind = draw(st.sampled_from(["nested", "nested-slope", "crossed", "crossed-slope", "three", "crossed-three"]))
     outer = draw(st.integers(2, 12))
     inner = draw(st.integers(1, 5))
     rng = np.random.default_rng(seed)
@@ -162,7 +241,8 @@ def designs(draw):
                        "w": rng.uniform(0.5, 2.0, n)})
     formula = {"nested": "y ~ x + (1 | a/b)", "nested-slope": "y ~ x + (x | a) + (1 | a:b)",
                "crossed": "y ~ x + (1 | a) + (1 | g)", "crossed-slope": "y ~ x + (x | a) + (1 | g)",
-               "three": "y ~ x + (1 | a:b) + (1 | a) + (1 | g)"}[kind]
+               "three": "y ~ x + (1 | a:b) + (1 | a) + (1 | g)",
+               "crossed-three": "y ~ x + (1 | a) + (1 | b) + (1 | g)"}[kind]
     return df, formula, seed, draw(st.booleans()), draw(st.booleans())
 
 
@@ -265,6 +345,7 @@ def test_sparse_target_with_dense_stored_sources_gathers_on_pattern(monkeypatch)
     density while its pattern stays sparse): the product is gathered on the target's pattern, and a
     block-diagonal block is downdated from a dense-stored block."""
     monkeypatch.setattr(CrossProducts, "DENSE_LIMIT", 0)
+    monkeypatch.setattr(structure, "GRAM_PAIR_LIMIT", -1)
     design = build_design("y ~ x + (1 | a/b/c)", nested_data(8))
     prob = LMMProblem(design.terms, design.X, design.y)
     st_ = CrossProducts.analyse(prob.blocks)
@@ -280,3 +361,153 @@ def test_sparse_target_with_dense_stored_sources_gathers_on_pattern(monkeypatch)
     f = cp.factor(prob.relative_factors(theta))
     _, L, _ = dense_system(design, prob, theta)
     np.testing.assert_allclose(f.dense(), L, rtol=0, atol=1e-10 * np.abs(L).max())
+
+
+# ----- the CHOLMOD block (mixedpy.linalg.cholmod): a large sparse Schur complement --------------------
+
+
+def _has_cvxopt():
+    from mixedpy.linalg import cholmod
+    return cholmod.available()
+
+
+needs_cvxopt = pytest.mark.skipif(not _has_cvxopt(), reason="cvxopt (extra 'sparse') not installed")
+
+
+def crossed_data(seed, n=1500, n_s=900, n_d=160, n_e=12):
+    """Crossed scalar factors, few observations per (s, d) pair, as InstEval (students x lecturers)."""
+    rng = np.random.default_rng(seed)
+    s, d, e = rng.integers(0, n_s, n), rng.integers(0, n_d, n), rng.integers(0, n_e, n)
+    y = rng.normal(size=n) + rng.normal(0, 0.7, n_s)[s] + rng.normal(0, 0.5, n_d)[d] + rng.normal(0, 0.4, n_e)[e]
+    return pd.DataFrame({"y": y, "x": rng.normal(size=n), "s": s.astype(str), "d": d.astype(str),
+                         "e": e.astype(str), "w": rng.uniform(0.5, 2.0, n)})
+
+
+@pytest.fixture
+def small_cholmod(monkeypatch):
+    """The CHOLMOD block from order 50 on, whatever its fill (the designs here are small)."""
+    monkeypatch.setattr(CrossProducts, "CHOLMOD_MIN_ORDER", 50)
+    monkeypatch.setattr(structure, "CHOLMOD_FLOP_FRACTION", 1.0)
+
+
+@needs_cvxopt
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | s) + (1 | d)", "y ~ x + (1 | s) + (1 | d) + (1 | e)",
+                                     "y ~ x + (1 | s) + (1 | d) + (x | e)"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cholmod_block_matches_dense_numpy(formula, weighted, small_cholmod):
+    """The Cholmod block: L L' = A, ldL2, ldRX2, pwrss, coefficients, u_precision_inverse_blocks,
+    vcov and both solves against a dense NumPy factorization of the same system."""
+    design = build_design(formula, crossed_data(21), weights="w" if weighted else None)
+    prob0 = LMMProblem(design.terms, design.X, design.y)
+    prob, f = check_against_dense(design, theta_for(prob0, 3), design.weights)
+    st_ = prob.cross.structure
+    assert st_.types[1, 1] == "Cholmod" and set(st_.cholmod) == {1}
+    assert "Diag/Cholmod" in str(prob.cross.description())
+
+
+@needs_cvxopt
+@pytest.mark.filterwarnings("ignore:boundary")   # (x | e): no slope variance in these data
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | s) + (1 | d)", "y ~ x + (1 | s) + (1 | d) + (x | e)"])
+def test_cholmod_block_agrees_with_dense_path(formula, small_cholmod, monkeypatch):
+    """With cvxopt disabled (MIXEDPY_CHOLMOD=0) the same design takes the Dense path; every
+    profiled quantity and the fits agree."""
+    df = crossed_data(22)
+    design = build_design(formula, df)
+    sparse_prob = LMMProblem(design.terms, design.X, design.y)
+    monkeypatch.setenv("MIXEDPY_CHOLMOD", "0")
+    dense_prob = LMMProblem(design.terms, design.X, design.y)
+    assert sparse_prob.cross.structure.types[1, 1] == "Cholmod"
+    assert dense_prob.cross.structure.types[1, 1] == "Dense" and not dense_prob.cross.structure.cholmod
+    theta = theta_for(sparse_prob, 5)
+    a = sparse_prob.cross.factor(sparse_prob.relative_factors(theta))
+    b = dense_prob.cross.factor(dense_prob.relative_factors(theta))
+    for name in ("ldL2", "ldRX2", "pwrss"):
+        assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-12)
+    for x, y in zip(a.coefficients(), b.coefficients()):
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12)
+    for x, y in zip(a.u_precision_inverse_blocks(), b.u_precision_inverse_blocks()):
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(a.fixed_factor, b.fixed_factor, rtol=1e-11, atol=1e-13)
+    monkeypatch.delenv("MIXEDPY_CHOLMOD")
+    fit_sparse = mp.lmer(formula, df)
+    monkeypatch.setattr(CrossProducts, "CHOLMOD_MIN_ORDER", None)
+    fit_dense = mp.lmer(formula, df)
+    assert "Cholmod" in str(mp.block_description(fit_sparse))
+    assert "Cholmod" not in str(mp.block_description(fit_dense))
+    assert fit_sparse.deviance == pytest.approx(fit_dense.deviance, rel=1e-10)
+    np.testing.assert_allclose(fit_sparse.theta, fit_dense.theta, rtol=1e-5, atol=1e-7)
+
+
+@needs_cvxopt
+def test_cholmod_chosen_by_predicted_flops(monkeypatch):
+    """With the default thresholds a large, sparse Schur complement (order >= 500, few students per
+    lecturer) is Cholmod; the same design with a flop fraction no factor can meet stays Dense."""
+    design = build_design("y ~ x + (1 | s) + (1 | d)", crossed_data(23, n=2400, n_s=2000, n_d=600))
+    st_ = CrossProducts.analyse(LMMProblem(design.terms, design.X, design.y).blocks)
+    assert st_.types[1, 1] == "Cholmod"
+    assert st_.cholmod[1].flop_fraction() <= structure.CHOLMOD_FLOP_FRACTION
+    monkeypatch.setattr(structure, "CHOLMOD_FLOP_FRACTION", 0.0)
+    assert CrossProducts.analyse(LMMProblem(design.terms, design.X, design.y).blocks).types[1, 1] == "Dense"
+
+
+@needs_cvxopt
+def test_cholmod_scratch_factor_does_not_touch_kept_factor_and_pickles(small_cholmod):
+    """Scratch factorizations share one numeric CHOLMOD factor; an ordinary factor has its own and
+    stays valid.  The structure pickles (its symbolic factor is rebuilt)."""
+    import pickle
+    design = build_design("y ~ x + (1 | s) + (1 | d)", crossed_data(24))
+    prob = LMMProblem(design.terms, design.X, design.y)
+    thetas = [theta_for(prob, s) for s in (1, 2, 3)]
+    kept = prob.cross.factor(prob.relative_factors(thetas[0]))
+    kept_dense, kept_coef = kept.dense(), kept.coefficients()[0]
+    for theta in thetas:
+        fresh = prob.cross.factor(prob.relative_factors(theta))
+        scratch = prob.cross.factor(prob.relative_factors(theta), scratch=True)
+        assert scratch.ldL2 == pytest.approx(fresh.ldL2, rel=1e-14)
+        assert scratch.pwrss == pytest.approx(fresh.pwrss, rel=1e-13)
+    np.testing.assert_array_equal(kept.dense(), kept_dense)
+    np.testing.assert_array_equal(kept.coefficients()[0], kept_coef)
+    st2 = pickle.loads(pickle.dumps(prob.cross.structure))
+    cp2 = prob.cross.with_structure(st2)
+    f2 = cp2.factor(prob.relative_factors(thetas[0]))
+    assert f2.ldL2 == pytest.approx(kept.ldL2, rel=1e-13)
+    kept2 = pickle.loads(pickle.dumps(kept))
+    np.testing.assert_allclose(kept2.dense(), kept_dense, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(kept2.coefficients()[0], kept_coef, rtol=1e-12, atol=1e-13)
+
+
+@needs_cvxopt
+def test_cholmod_not_positive_definite_gives_inf(small_cholmod):
+    design = build_design("y ~ x + (1 | s) + (1 | d)", crossed_data(25))
+    prob = LMMProblem(design.terms, design.X, design.y)
+    assert prob.cross.structure.types[1, 1] == "Cholmod"
+    with np.errstate(all="ignore"):
+        assert prob.objective(np.array([np.nan, 1.0]), True) == np.inf
+
+
+@needs_cvxopt
+def test_batched_kernel_uses_dense_variant_of_cholmod_block(small_cholmod):
+    """The walker-batched factor (mixedpy.linalg.batched) has no Cholmod type: it runs on the Dense
+    variant of the structure and agrees with the per-walker CHOLMOD factor."""
+    from mixedpy.linalg.batched import BatchedKernel
+    design = build_design("y ~ x + (1 | s) + (1 | d) + (1 | e)", crossed_data(26))
+    prob = LMMProblem(design.terms, design.X, design.y)
+    assert prob.cross.structure.types[1, 1] == "Cholmod"
+    kernel = BatchedKernel(prob.cross)
+    assert kernel.st.types[1, 1] == "Dense" and prob.cross.structure.types[1, 1] == "Cholmod"
+    thetas = [theta_for(prob, s) for s in (1, 2)]
+    Ts = [prob.relative_factors(t) for t in thetas]
+    T_list = [np.stack([T[i] for T in Ts]) for i in range(len(Ts[0]))]
+    got = kernel.factor(T_list)
+    for w, T in enumerate(Ts):
+        assert got.ldL2[w] == pytest.approx(prob.cross.factor(T).ldL2, rel=1e-11)
+
+
+def test_without_cvxopt_the_block_stays_dense(small_cholmod, monkeypatch):
+    """cvxopt is optional: when it cannot be imported the structure is today's Dense one."""
+    from mixedpy.linalg import cholmod
+    monkeypatch.setattr(cholmod, "_cm", None)
+    design = build_design("y ~ x + (1 | s) + (1 | d)", crossed_data(27))
+    prob = LMMProblem(design.terms, design.X, design.y)
+    assert prob.cross.structure.types[1, 1] == "Dense" and not prob.cross.structure.cholmod
+    check_against_dense(design, theta_for(prob, 2))

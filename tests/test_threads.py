@@ -105,9 +105,9 @@ def test_lmer_factorizations_run_with_one_blas_thread_by_default(monkeypatch):
     seen = []
     original = blocked.CrossProducts.factor
 
-    def recording(self, T_list):
+    def recording(self, T_list, **kw):
         seen.append(max(blas_counts().values()))
-        return original(self, T_list)
+        return original(self, T_list, **kw)
 
     monkeypatch.setattr(blocked.CrossProducts, "factor", recording)
     mp.lmer("Reaction ~ Days + (Days | Subject)", mp.datasets.load("sleepstudy"))
@@ -132,10 +132,10 @@ def test_the_kernel_called_outside_a_fit_also_runs_small_blocks_single_threaded(
     seen = []
     original = blocked.CrossProducts.factor
 
-    def recording(self, T_list):
+    def recording(self, T_list, **kw):
         with threads.block_threads(self.m):
             seen.append(max(blas_counts().values()))
-        return original(self, T_list)
+        return original(self, T_list, **kw)
 
     monkeypatch.setattr(blocked.CrossProducts, "factor", recording)
     dev = mp.lmer_devfun("Reaction ~ Days + (Days | Subject)", mp.datasets.load("sleepstudy"))
@@ -149,9 +149,9 @@ def test_profile_intervals_run_inside_one_thread_controlled_call(monkeypatch):
     seen = []
     original = blocked.CrossProducts.factor
 
-    def recording(self, T_list):
+    def recording(self, T_list, **kw):
         seen.append(threads._fit_cap.get() is not None)
-        return original(self, T_list)
+        return original(self, T_list, **kw)
 
     fit = mp.lmer("Reaction ~ Days + (1 | Subject)", mp.datasets.load("sleepstudy"))
     monkeypatch.setattr(blocked.CrossProducts, "factor", recording)

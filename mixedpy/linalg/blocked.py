@@ -19,17 +19,26 @@ once per set of weights.  Each theta then costs, as MixedModels.jl's ``updateL!`
 2. a left-looking block Cholesky: for j = 1..T+1,
    L_jj -= sum_k L_jk L_jk',  L_jj = chol(L_jj),
    L_ij -= sum_k L_ik L_jk',  L_ij = L_ij L_jj^{-T}  (i > j),
-   where updates into Sparse and block-diagonal blocks, and sparse x sparse' updates into Dense
-   blocks, are fixed-pattern scatters (index plans from the structure, applied with bincount), the
-   other updates into Dense blocks sparse x dense or dense x dense products, block-diagonal factors
-   batches of small Cholesky factors (closed form for k <= 2), and Dense diagonal blocks LAPACK calls.
+   where updates from a Diagonal first column between scalar terms are products of a fixed sparse
+   Gram matrix with a weight vector (structure.GramPlan), other updates into Sparse and
+   block-diagonal blocks, and sparse x sparse' updates into Dense blocks, fixed-pattern scatters
+   (index plans from the structure, applied with bincount), the other updates into Dense blocks
+   sparse x dense or dense x dense products, block-diagonal factors entry-by-entry Cholesky factors
+   over all levels at once (closed form for k <= 2, contiguous component-major storage), Dense
+   diagonal blocks LAPACK calls, and a Cholmod diagonal block (large and sparse) CHOLMOD's
+   supernodal numeric factorization on its fixed pattern (mixedpy.linalg.cholmod), kept as
+   L~ = P' L (S = L~ L~') so that every use of the block is a pair of CHOLMOD solves.
+
+The objective's factorizations (``scratch=True``) reuse their large work arrays from one theta to
+the next, so that a model with 500,000 levels does not pay page faults for fresh arrays at every
+evaluation.
 
 No Python loop runs over groups or observations; loops run over blocks (terms) and over the k_i x k_j
-entries of one block.  See :mod:`mixedpy.linalg.structure` for why there is no general sparse
-Cholesky (CHOLMOD) behind the blocks.
+entries of one block.  See :mod:`mixedpy.linalg.structure` for when a block is factored by CHOLMOD.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,11 +47,17 @@ import scipy.sparse as sp
 
 from ..threads import block_threads
 from .response import ResponseScaling
-from .structure import BLKDIAG, DENSE, DIAGONAL, SPARSE, BlockStructure
+from .cholmod import CholmodFactor
+from .structure import BLKDIAG, CHOLMOD, CHOLMOD_MIN_ORDER, DENSE, DIAGONAL, SPARSE, BlockStructure
 
 
 #: dense diagonal blocks up to this order are inverted explicitly in the right division
 SMALL_TRIANGLE = 64
+#: a Gram matrix with at most this many entries has its columns of equal weight merged (a sparse
+#: product costing about one evaluation; beyond this the merge is rarely worth its memory)
+GRAM_MERGE_LIMIT = 5_000_000
+#: block-diagonal blocks up to this k are factored entry by entry over all levels (_batch_cholesky)
+LEVEL_CHOLESKY_MAX_K = 6
 
 
 class NotPositiveDefinite(np.linalg.LinAlgError):
@@ -124,37 +139,122 @@ def _small_sandwich(Ti: np.ndarray, D: np.ndarray, Tj: np.ndarray, ai: int = 1, 
     return out
 
 
-def _batch_cholesky(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower Cholesky factors and their inverses of a batch (J, k, k)."""
-    k = A.shape[1]
-    if k == 1:
-        d = A[:, 0, 0]
-        if not np.all(d > 0):
+def _fresh(name, shape) -> np.ndarray:
+    """The default work-array provider: a new array (see CrossProducts.factor's ``scratch``)."""
+    return np.empty(shape)
+
+
+def _batch_cholesky(A: np.ndarray, work=_fresh) -> tuple[np.ndarray, np.ndarray]:
+    """Lower Cholesky factors and their inverses of a batch (J, k, k), as (J, k, k) views of
+    component-major (k, k, J) storage from ``work(name, shape)``.
+
+    Up to :data:`LEVEL_CHOLESKY_MAX_K` the factorization runs entry by entry over all levels at once
+    (Cholesky-Crout, then forward substitution for the inverse: k^3/3 operations on length-J vectors,
+    each contiguous), which is many times faster than batched LAPACK calls on tiny blocks; for
+    k = 1 and 2 it is the closed form  l11 = sqrt(a11), l21 = a21 / l11, l22 = sqrt(a22 - l21^2)."""
+    J, k = A.shape[0], A.shape[1]
+    if k > LEVEL_CHOLESKY_MAX_K:
+        try:
+            L = np.linalg.cholesky(A)
+        except np.linalg.LinAlgError as exc:
+            raise NotPositiveDefinite("a block-diagonal random-effects block is not positive definite") from exc
+        return L, np.linalg.inv(L)
+    D = np.moveaxis(A, 0, -1)            # (k, k, J); contiguous rows when A is a view of such storage
+    F, Fi = work("F", (k, k, J)), work("Fi", (k, k, J))
+    tmp = work("tmp", (J,)) if k > 1 else None
+    for c in range(k):
+        s = F[c, c]
+        np.copyto(s, D[c, c])
+        for b in range(c):
+            np.multiply(F[c, b], F[c, b], out=tmp)
+            s -= tmp
+        if not s.min() > 0:              # also NaN
             raise NotPositiveDefinite("a block-diagonal random-effects block is not positive definite")
-        L = np.sqrt(A)
-        return L, 1.0 / L
-    if k == 2:
-        # closed form: batched 2 x 2 LAPACK calls cost more than the arithmetic
-        a11, a21, a22 = A[:, 0, 0], A[:, 1, 0], A[:, 1, 1]
-        if not np.all(a11 > 0):
-            raise NotPositiveDefinite("a block-diagonal random-effects block is not positive definite")
-        l11 = np.sqrt(a11)
-        l21 = a21 / l11
-        s = a22 - l21 * l21
-        if not np.all(s > 0):
-            raise NotPositiveDefinite("a block-diagonal random-effects block is not positive definite")
-        l22 = np.sqrt(s)
-        L = np.zeros_like(A)
-        Li = np.zeros_like(A)
-        L[:, 0, 0], L[:, 1, 0], L[:, 1, 1] = l11, l21, l22
-        Li[:, 0, 0], Li[:, 1, 1] = 1.0 / l11, 1.0 / l22
-        Li[:, 1, 0] = -l21 / (l11 * l22)
-        return L, Li
-    try:
-        L = np.linalg.cholesky(A)
-    except np.linalg.LinAlgError as exc:
-        raise NotPositiveDefinite("a block-diagonal random-effects block is not positive definite") from exc
-    return L, np.linalg.inv(L)
+        np.sqrt(s, out=s)
+        np.divide(1.0, s, out=Fi[c, c])
+        for r in range(c + 1, k):
+            acc = F[r, c]
+            np.copyto(acc, D[r, c])
+            for b in range(c):
+                np.multiply(F[r, b], F[c, b], out=tmp)
+                acc -= tmp
+            acc *= Fi[c, c]
+            F[c, r] = 0.0
+            Fi[c, r] = 0.0
+    # inverse of the lower triangle: Fi[r, c] = -(sum_{c <= b < r} F[r, b] Fi[b, c]) / F[r, r]
+    for c in range(k):
+        for r in range(c + 1, k):
+            acc = Fi[r, c]
+            np.multiply(F[r, c], Fi[c, c], out=acc)
+            for b in range(c + 1, r):
+                np.multiply(F[r, b], Fi[b, c], out=tmp)
+                acc += tmp
+            acc *= Fi[r, r]
+            np.negative(acc, out=acc)
+    return np.moveaxis(F, -1, 0), np.moveaxis(Fi, -1, 0)
+
+
+def _dense_cholesky(M: np.ndarray, check: bool = True) -> np.ndarray:
+    """The lower Cholesky factor of the symmetric M (only its lower triangle is read), by LAPACK's
+    lower variant on a Fortran-ordered copy (as scipy.linalg.cholesky).  Measured at order 1,128
+    (InstEval's lecturers), the lower variant with the copy took 14-15 ms against 17 ms for the
+    upper variant in place on the transposed storage.  ``check``: NaN or inf in the factor also
+    mean failure."""
+    if M.shape[0] == 0:
+        return M
+    L, info = sla.lapack.dpotrf(M, lower=1, clean=1)
+    if info != 0 or (check and not np.all(np.isfinite(np.diagonal(L)))):
+        raise NotPositiveDefinite("downdated cross-product matrix is not positive definite")
+    return L
+
+
+def _lower_solve(L: np.ndarray, b: np.ndarray, trans: bool = False) -> np.ndarray:
+    """L^{-1} b (L^{-T} b with ``trans``) for lower-triangular L."""
+    return sla.solve_triangular(L, b, lower=True, trans="T" if trans else "N", check_finite=False)
+
+
+def _abt(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A B' for dense A (a, n), B (b, n).  Few long rows (the [X | y] row of a model with 500,000
+    levels: 3 x 1,000,000) take one dot product per pair, about 4 times faster than OpenBLAS's gemm
+    on that shape."""
+    if A.shape[0] * B.shape[0] > 64 or A.shape[1] < 10_000:
+        return A @ B.T
+    out = np.empty((A.shape[0], B.shape[0]))
+    same = A is B
+    for a in range(A.shape[0]):
+        for b in range(a + 1 if same else B.shape[0]):
+            out[a, b] = np.dot(A[a], B[b])
+            if same:
+                out[b, a] = out[a, b]
+    return out
+
+
+def _sym_pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the lower triangle of a k x k matrix, row by row."""
+    return np.tril_indices(k)
+
+
+def _sandwich_levels(P: np.ndarray, T: np.ndarray, work=_fresh) -> np.ndarray:
+    """T' A_l T + I for every level l, from the lower-triangle components P (m, J) of symmetric A_l
+    (m = k(k+1)/2, :func:`_sym_pairs` order).  Returns (J, k, k), a view of (k, k, J) storage.
+
+    (T' A T)_rs = sum_{a, b} T_ar A_ab T_bs is linear in A's m distinct entries, so all levels take
+    one (m x m) @ (m x J) product: no batched small matmuls, no strided (J, k, k) passes."""
+    k = T.shape[0]
+    r, c = _sym_pairs(k)
+    # C[(r, s), (a, b)] = T_ar T_bs + T_br T_as for a != b, T_ar T_as for a == b
+    C = T[r[None, :], r[:, None]] * T[c[None, :], c[:, None]]
+    off = r != c
+    C[:, off] += (T[c[None, :], r[:, None]] * T[r[None, :], c[:, None]])[:, off]
+    Du = np.matmul(C, P, out=work("Du", P.shape))
+    D = work("D", (k, k, P.shape[1]))
+    for n, (a, b) in enumerate(zip(r, c)):
+        D[a, b] = Du[n]
+        if a != b:
+            D[b, a] = Du[n]
+        else:
+            D[a, a] += 1.0
+    return np.moveaxis(D, -1, 0)
 
 
 class CrossProducts:
@@ -180,6 +280,9 @@ class CrossProducts:
     #: pairs nonzero is stored sparse (see :mod:`mixedpy.linalg.structure`)
     DENSE_LIMIT = 40_000
     SPARSE_DENSITY = 0.1
+    #: a large sparse diagonal block is factored by CHOLMOD from this order on (None: never; see
+    #: :mod:`mixedpy.linalg.cholmod`, which also reads the environment variable MIXEDPY_CHOLMOD)
+    CHOLMOD_MIN_ORDER = CHOLMOD_MIN_ORDER
 
     def __init__(self, blocks: list[TermBlock], X: np.ndarray, y: np.ndarray, sqrt_w: np.ndarray | None = None,
                  structure: BlockStructure | None = None, names: list[str] | None = None,
@@ -192,18 +295,7 @@ class CrossProducts:
         if structure is None:
             structure = self.analyse(blocks, names)
         self.structure = st = structure
-        T = len(blocks)
-        self.T = T
-        self.p = p = X.shape[1]
-        self.widths = st.widths
-        self.offsets = np.cumsum([0] + self.widths)
-        self.q = int(self.offsets[-1])
-        self.J1, self.k1 = st.J[0], st.k[0]
-        self.q1 = self.widths[0]
-        self.q_rest = self.q - self.q1
-        self.m = self.q_rest + p + 1
-        self.types = st.types
-        self.sparse = any(t == SPARSE for t in st.types.values())
+        T, p = self._set_sizes(st, X.shape[1])
 
         Xy = np.column_stack([X, y]) if p else np.asarray(y, dtype=float)[:, None]
         Ms = [b.model_matrix for b in blocks]
@@ -225,19 +317,88 @@ class CrossProducts:
         A[T, T] = Xy.T @ Xy
         self.A = A
         self._templates = {}
-        # positions of the block-diagonal entries inside a Dense diagonal block
-        self._bd_index = {}
-        for j in range(T):
+        self._bd_index = self._block_diagonal_positions(st)
+
+    def _set_sizes(self, st: BlockStructure, p: int) -> tuple[int, int]:
+        """The sizes every factorization reads: T terms of widths q_j (offsets), p fixed columns,
+        the first block's J1 x k1 = q1 and the m = q - q1 + p + 1 rows of everything after it."""
+        T = st.n_terms
+        self.T, self.p = T, p
+        self.widths = st.widths
+        self.offsets = np.cumsum([0] + self.widths)
+        self.q = int(self.offsets[-1])
+        self.J1, self.k1 = st.J[0], st.k[0]
+        self.q1 = self.widths[0]
+        self.q_rest = self.q - self.q1
+        self.m = self.q_rest + p + 1
+        self.types = st.types
+        self.sparse = any(t == SPARSE for t in st.types.values())
+        return T, p
+
+    @staticmethod
+    def _block_diagonal_positions(st: BlockStructure) -> dict:
+        """Per Dense diagonal block j, the (row, col) positions of its J level blocks (k x k each)."""
+        out = {}
+        for j in range(st.n_terms):
             if st.types[j, j] == DENSE:
                 J, k = st.J[j], st.k[j]
                 base = (np.arange(J) * k)[:, None, None]
-                self._bd_index[j] = ((base + np.arange(k)[None, :, None]).repeat(k, 2),
-                                     (base + np.arange(k)[None, None, :]).repeat(k, 1))
+                out[j] = ((base + np.arange(k)[None, :, None]).repeat(k, 2),
+                          (base + np.arange(k)[None, None, :]).repeat(k, 1))
+        return out
 
     @classmethod
     def analyse(cls, blocks: list[TermBlock], names: list[str] | None = None) -> BlockStructure:
         """The symbolic block structure of these terms with this class's storage thresholds."""
-        return BlockStructure.analyse(blocks, names, cls.DENSE_LIMIT, cls.SPARSE_DENSITY)
+        return BlockStructure.analyse(blocks, names, cls.DENSE_LIMIT, cls.SPARSE_DENSITY,
+                                      cls.CHOLMOD_MIN_ORDER)
+
+    def with_structure(self, structure: BlockStructure) -> "CrossProducts":
+        """These cross-products under another structure with the same storage of A (e.g.
+        ``structure.without_cholmod()``, which changes only diagonal blocks and their Gram plans)."""
+        cp = self.__class__.__new__(self.__class__)
+        cp.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_")})
+        cp.structure = structure
+        cp._set_sizes(structure, self.p)
+        cp._templates = {}
+        cp._bd_index = self._block_diagonal_positions(structure)
+        return cp
+
+    # ----- cross-products summed elsewhere (mixedpy.scale: partition by partition of a Dask frame) ---
+    @classmethod
+    def from_sums(cls, structure: BlockStructure, diag: list[np.ndarray], pair_sums: dict,
+                  columns: list[np.ndarray], fixed: np.ndarray, response: ResponseScaling) -> "CrossProducts":
+        """The cross-products from sums over rows formed elsewhere, stored as ``__init__`` stores them.
+
+        ``structure`` was analysed from one synthetic row per distinct tuple of level codes (its
+        ``a_pos`` are per tuple); ``pair_sums[i, j]`` (i > j) holds per tuple the (k_i, k_j) sum of
+        w M_i' M_j over the observations with that tuple; ``diag[j]`` is Z_j'WZ_j (J_j, k_j, k_j),
+        ``columns[j]`` [X | y]'WZ_j (p+1, J_j k_j), ``fixed`` [X | y]'W[X | y], with y already
+        replaced by y_tilde of ``response``.  Sums are exact whatever the order of the rows, so
+        these equal the in-memory cross-products up to rounding.
+        """
+        st = structure
+        cp = cls.__new__(cls)
+        cp.blocks, cp.response, cp.structure = None, response, st
+        T, p = cp._set_sizes(st, fixed.shape[0] - 1)
+        A = {(T, T): np.asarray(fixed, dtype=float)}
+        for j in range(T):
+            A[j, j], A[T, j] = diag[j], columns[j]
+            for i in range(j + 1, T):
+                S, pos, (ki, kj) = pair_sums[i, j], st.a_pos[i, j], (st.k[i], st.k[j])
+                nb = st.patterns[i, j].nnz if st.types[i, j] == SPARSE else st.J[i] * st.J[j]
+                out = np.empty((nb, ki, kj))
+                for a in range(ki):
+                    for b in range(kj):
+                        out[:, a, b] = np.bincount(pos, weights=S[:, a, b], minlength=nb)
+                if st.types[i, j] != SPARSE:   # dense storage: (q_i, q_j), level-major
+                    out = out.reshape(st.J[i], st.J[j], ki, kj).transpose(0, 2, 1, 3).reshape(
+                        st.J[i] * ki, st.J[j] * kj)
+                A[i, j] = out
+        cp.A = A
+        cp._templates = {}
+        cp._bd_index = cls._block_diagonal_positions(st)
+        return cp
 
     @staticmethod
     def _columns_cross(codes: np.ndarray, J: int, M: np.ndarray, Xy: np.ndarray) -> np.ndarray:
@@ -323,55 +484,68 @@ class CrossProducts:
         vals = data.reshape(-1) if perm is None else data.reshape(-1)[perm]
         return sp.csr_matrix((vals, indices, indptr), shape=shape)
 
-    def factor(self, T_list: list[np.ndarray]) -> "BlockedFactor":
-        """Cholesky factor of the augmented system for relative factors ``T_list`` (one per term)."""
+    def factor(self, T_list: list[np.ndarray], scratch: bool = False) -> "BlockedFactor":
+        """Cholesky factor of the augmented system for relative factors ``T_list`` (one per term).
+
+        ``scratch``: the block-diagonal factors and the scaled first blocks go into work arrays
+        kept by these cross-products and reused by the next ``scratch`` call, which overwrites the
+        returned factor.  For an objective that reads only ``ldL2``, ``ldRX2`` and ``pwrss`` before
+        the next call: with 500,000 levels a fresh array costs more in page faults than in
+        arithmetic."""
         st, T, A = self.structure, self.T, self.A
         types = st.types
         L = {}
+        self._scratch = scratch
         # 1. L_ij = Lambda_i' A_ij Lambda_j (+ I on the diagonal)
         for j in range(T):
             Tj = T_list[j]
             kj = st.k[j]
+            work = functools.partial(self._work, j)
             if kj == 1:
                 t = Tj[0, 0]
-                D = A[j, j] * (t * t) + 1.0
+                D = np.multiply(A[j, j], t * t, out=work("D", A[j, j].shape))
+                D += 1.0
             else:
-                D = Tj.T @ A[j, j] @ Tj
-                D[:, np.arange(kj), np.arange(kj)] += 1.0
-            if types[j, j] == DENSE:
-                r, c = self._bd_index[j]
-                full = np.zeros((self.widths[j], self.widths[j]))
-                full[r, c] = D
-                L[j, j] = full
-            else:
-                L[j, j] = D
+                D = _sandwich_levels(self._diag_parts(j), Tj, work)
+            # a Dense diagonal block is laid out when its column is reached (_dense_diagonal)
+            L[j, j] = D
             for i in range(j + 1, T):
-                L[i, j] = self._scale(A[i, j], T_list[i], Tj, types[i, j], st.J[i], st.J[j])
+                L[i, j] = self._scale(A[i, j], T_list[i], Tj, types[i, j], st.J[i], st.J[j],
+                                      functools.partial(self._work, (i, j)))
             if kj == 1:
-                L[T, j] = A[T, j] * Tj[0, 0]
+                L[T, j] = np.multiply(A[T, j], Tj[0, 0], out=work("fixed", A[T, j].shape))
             else:
-                L[T, j] = (A[T, j].reshape(self.p + 1, st.J[j], kj) @ Tj).reshape(self.p + 1, -1)
+                XT = np.matmul(A[T, j].reshape(self.p + 1, st.J[j], kj), Tj,
+                               out=work("fixed", (self.p + 1, st.J[j], kj)))
+                L[T, j] = XT.reshape(self.p + 1, -1)
         L[T, T] = A[T, T].copy()
 
         # 2. left-looking block Cholesky; a block is final once its column is done, so its scipy form
         # (for sparse products) is built at most once per factorization
         self._ops = {}
+        self._T_list = T_list
         # the dense blocks after the first term are the only place where more than one BLAS thread
         # can pay off, and only for a large system (mixedpy.threads)
         with block_threads(self.m):
             fac, inv = {}, {}
             for j in range(T + 1):
-                for kk in range(j):
+                first = 0
+                if j < T and types[j, j] == DENSE:
+                    first = self._dense_diagonal(L, j)
+                elif j < T and types[j, j] == CHOLMOD:
+                    first = self._cholmod_diagonal(L, j)
+                for kk in range(first, j):
                     self._update_diag(L, j, kk)
                 if j < T and _is_blockdiag(types[j, j]):
-                    fac[j], inv[j] = _batch_cholesky(L[j, j])
+                    fac[j], inv[j] = _batch_cholesky(L[j, j], functools.partial(self._work, j))
+                    if j == 0 and st.grams:
+                        # the Gram plans' weights: t_1^2 / diag(D) (structure.GramPlan)
+                        t0 = T_list[0][0, 0]
+                        self._gram_weights = (inv[0][:, 0, 0] * t0) ** 2
+                elif j < T and types[j, j] == CHOLMOD:
+                    fac[j] = st.cholmod[j].factor(L[j, j], shared=scratch)
                 else:
-                    try:
-                        fac[j] = sla.cholesky(L[j, j], lower=True, check_finite=False)
-                    except np.linalg.LinAlgError as exc:
-                        raise NotPositiveDefinite("downdated cross-product matrix is not positive definite") from exc
-                    if j < T and not np.all(np.isfinite(fac[j])):
-                        raise NotPositiveDefinite("downdated cross-product matrix is not positive definite")
+                    fac[j] = _dense_cholesky(L[j, j], check=j < T)
                 for i in range(j + 1, T + 1):
                     for kk in range(j):
                         self._update_off(L, i, j, kk)
@@ -380,11 +554,11 @@ class CrossProducts:
         return BlockedFactor(self, T_list, L, fac, inv, ops)
 
     @staticmethod
-    def _scale(Aij, Ti, Tj, typ, Ji, Jj):
+    def _scale(Aij, Ti, Tj, typ, Ji, Jj, work=_fresh):
         """Lambda_i' A_ij Lambda_j for one block, Lambda = I_J (x) T."""
         ki, kj = Ti.shape[0], Tj.shape[0]
         if ki == 1 and kj == 1:
-            return Aij * (Ti[0, 0] * Tj[0, 0])
+            return np.multiply(Aij, Ti[0, 0] * Tj[0, 0], out=work("scaled", Aij.shape))
         if typ == SPARSE:
             return _small_sandwich(Ti, Aij, Tj)
         # dense: one small matmul per side beats strided vector operations here
@@ -393,9 +567,105 @@ class CrossProducts:
             return out * Tj[0, 0]
         return (out.reshape(-1, kj) @ Tj).reshape(Aij.shape)
 
+    def _work(self, owner, name: str, shape: tuple) -> np.ndarray:
+        """A work array for ``(owner, name)``: new, or in a ``scratch`` factorization the one of the
+        previous scratch call when the shape matches."""
+        if not self._scratch:
+            return np.empty(shape)
+        ws = self.__dict__.setdefault("_workspace", {})
+        a = ws.get((owner, name))
+        if a is None or a.shape != shape:
+            a = ws[owner, name] = np.empty(shape)
+        return a
+
+    def _dense_diagonal(self, L, j: int) -> int:
+        """Lay out Dense diagonal block j from its block-diagonal part L[j, j] (J, k, k); returns the
+        first block column whose update is still to come.
+
+        With a Gram plan from the first column, the block starts as the (new) array -t_j^2 G d and
+        the diagonal is added to it: no zero fill and no separate subtraction pass."""
+        D = L[j, j]
+        n = self.widths[j]
+        if (j, j, 0) in self.structure.grams and D.shape[1] == 1:
+            full = self._gram_product((j, j, 0)).reshape(n, n)
+            full.reshape(-1)[::n + 1] += D.reshape(-1)
+            L[j, j] = full
+            return 1
+        r, c = self._bd_index[j]
+        full = np.zeros((n, n))
+        full[r, c] = D
+        L[j, j] = full
+        return 0
+
+    def _cholmod_diagonal(self, L, j: int) -> int:
+        """Lay out Cholmod diagonal block j on its lower-triangle pattern: -t_j^2 G d from the Gram
+        plan of the first column (the only update a Cholmod block has, structure._use_cholmod) plus
+        the diagonal D; returns the first block column still to come."""
+        vals = self._gram_product((j, j, 0))
+        vals[self.structure.cholmod[j].diag_pos] += L[j, j].reshape(-1)
+        L[j, j] = vals
+        return j
+
+    def _diag_parts(self, j: int) -> np.ndarray:
+        """The lower-triangle entries of Z_j'WZ_j's blocks as (k(k+1)/2, J), contiguous, for
+        :func:`_sandwich_levels` (formed at first use; :meth:`from_sums` fills A elsewhere)."""
+        cache = self.__dict__.setdefault("_diag_cache", {})
+        P = cache.get(j)
+        if P is None:
+            r, c = _sym_pairs(self.structure.k[j])
+            P = cache[j] = np.ascontiguousarray(np.moveaxis(self.A[j, j], 0, -1)[r, c])
+        return P
+
+    def _gram_matrix(self, key) -> tuple[sp.csr_matrix, np.ndarray | None]:
+        """G of the :class:`~mixedpy.linalg.structure.GramPlan` ``key``, formed once per
+        cross-products (lazily: :meth:`from_sums` builds A elsewhere), and the levels standing for
+        its columns.
+
+        The weight of column c, t_1^2 / (1 + t_1^2 a_c) with a_c = (Z_1'WZ_1)_cc, depends on a_c
+        alone, so the columns of levels with equal a_c (without weights: equal counts; InstEval's
+        2,972 students have 86) are summed once here and G shrinks (by a third on InstEval).  The
+        second value picks one level per merged column (None when nothing merged)."""
+        cache = self.__dict__.setdefault("_gram_cache", {})
+        out = cache.get(key)
+        if out is None:
+            g = self.structure.grams[key]
+            i, j, kk = key
+            vals = self.A[i, kk].reshape(-1)[g.ia]
+            vals *= self.A[j, kk].reshape(-1)[g.ib]
+            G = sp.csr_matrix((vals, g.indices, g.indptr), shape=(g.n_rows, g.n_cols))
+            a = self.A[kk, kk].reshape(-1)
+            values, rep, group = np.unique(a, return_index=True, return_inverse=True)
+            merged = None
+            if values.size <= a.size // 2 and G.nnz <= GRAM_MERGE_LIMIT:
+                P = sp.csr_matrix((np.ones(a.size), (np.arange(a.size), group.reshape(-1))),
+                                  shape=(a.size, values.size))
+                merged = (G @ P).tocsr()
+            if merged is not None and merged.nnz < 0.9 * G.nnz:
+                G = merged
+            else:
+                rep = None
+            out = cache[key] = (G, rep)
+        return out
+
+    def _gram_product(self, key) -> np.ndarray:
+        """-t_i t_j G d, the update of a Gram plan (see GramPlan), as a new flat array."""
+        i, j, _ = key
+        G, rep = self._gram_matrix(key)
+        w = self._gram_weights if rep is None else self._gram_weights[rep]
+        return G @ (w * -(self._T_list[i][0, 0] * self._T_list[j][0, 0]))
+
+    def _gram_update(self, target, key) -> bool:
+        """target -= t_i t_j G d (a Gram plan's update); False when the update has no Gram plan."""
+        if key not in self.structure.grams:
+            return False
+        np.add(target, self._gram_product(key).reshape(target.shape), out=target)
+        return True
+
     def _update_diag(self, L, j, kk):
         """L_jj -= L_jk L_jk'."""
         st = self.structure
+        if self._gram_update(L[j, j], (j, j, kk)):
+            return
         tj = st.types[j, j] if j < self.T else DENSE
         ts = st.types.get((j, kk), DENSE)
         S = L[j, kk]
@@ -427,11 +697,13 @@ class CrossProducts:
                 M = self._op(L, j, kk)
                 L[j, j] -= (M @ M.T).toarray()
         else:
-            L[j, j] -= S @ S.T
+            L[j, j] -= _abt(S, S)
 
     def _update_off(self, L, i, j, kk):
         """L_ij -= L_ik L_jk'."""
         st = self.structure
+        if self._gram_update(L[i, j], (i, j, kk)):
+            return
         ti = st.types[i, j]
         ta, tb = st.types[i, kk], st.types[j, kk]
         Ai, Bj = L[i, kk], L[j, kk]
@@ -458,7 +730,7 @@ class CrossProducts:
         elif tb == SPARSE:
             prod = (self._op(L, j, kk) @ Ai.T).T
         else:
-            prod = Ai @ Bj.T
+            prod = _abt(Ai, Bj)
         L[i, j] -= prod
 
     def _op(self, L, i: int, j: int) -> sp.csr_matrix:
@@ -494,20 +766,23 @@ class CrossProducts:
                 if Linv.shape[1] == 1:
                     X *= Linv[cols]
                 else:
-                    L[i, j] = _times_inv_t(X, Linv[cols], per_block=True)
+                    L[i, j] = _times_inv_t(X, Linv[cols], per_block=True, work=functools.partial(self._work, (i, j)))
                 return
             J, k = Linv.shape[0], Linv.shape[1]
             if k == 1:
                 X *= Linv[:, 0, 0][None, :]
             else:
-                L[i, j] = _times_inv_t(X.reshape(X.shape[0], J, k), Linv).reshape(X.shape)
+                L[i, j] = _times_inv_t(X.reshape(X.shape[0], J, k), Linv,
+                                       work=functools.partial(self._work, (i, j))).reshape(X.shape)
             return
-        if Ljj.shape[0] <= SMALL_TRIANGLE:
+        if isinstance(Ljj, CholmodFactor):
+            L[i, j] = Ljj.solve(X.T).T
+        elif Ljj.shape[0] <= SMALL_TRIANGLE:
             # tiny triangles: an explicit inverse and a product avoid OpenBLAS's threaded trsm, whose
             # start-up costs milliseconds on a busy machine
             L[i, j] = X @ sla.lapack.dtrtri(Ljj, lower=1)[0].T
         else:
-            L[i, j] = sla.solve_triangular(Ljj, X.T, lower=True, check_finite=False).T
+            L[i, j] = _lower_solve(Ljj, X.T).T
 
 
 class BlockedFactor:
@@ -526,6 +801,9 @@ class BlockedFactor:
         T, p = cp.T, cp.p
         ld = 0.0
         for j in range(T):
+            if isinstance(fac[j], CholmodFactor):
+                ld += 0.5 * fac[j].logdet
+                continue
             d = np.diagonal(fac[j], axis1=-2, axis2=-1)
             ld += np.log(d).sum()
         self.ldL2 = 2.0 * ld
@@ -578,7 +856,9 @@ class BlockedFactor:
         Ljj = self.fac[j] if j < cp.T else self.fac[j][:cp.p, :cp.p]
         if Ljj.shape[0] == 0:
             return x
-        return sla.solve_triangular(Ljj, x, lower=True, trans="T" if trans else "N", check_finite=False)
+        if isinstance(Ljj, CholmodFactor):
+            return Ljj.solve(x, trans)
+        return _lower_solve(Ljj, x, trans)
 
     def _solve_lower_all(self, v: np.ndarray) -> np.ndarray:
         seg = self._segments(np.asarray(v, dtype=float))
@@ -645,7 +925,7 @@ class BlockedFactor:
             if Li.shape[1] == 1:
                 return sp.diags(Li[:, 0, 0]).tocsr()
             return sp.bsr_matrix((Li, np.arange(J), np.arange(J + 1)), shape=(cp.widths[j],) * 2).tocsr()
-        return sla.solve_triangular(self.fac[j], np.eye(cp.widths[j]), lower=True, check_finite=False)
+        return self._diag_solve(j, np.eye(cp.widths[j]), trans=False)
 
     def u_precision_inverse_blocks(self) -> list[np.ndarray]:
         """Diagonal blocks of (Lambda'Z'WZ Lambda + I)^{-1}, one (J_i, k_i, k_i) array per term.
@@ -678,7 +958,9 @@ class BlockedFactor:
 
     # ----- dense view, for tests ------------------------------------------------
     def dense(self) -> np.ndarray:
-        """The whole L (q + p + 1 square, lower triangular) as a dense array."""
+        """The whole L (q + p + 1 square) as a dense array: lower triangular, except that a
+        ``Cholmod`` diagonal block holds L~ = P' L (mixedpy.linalg.cholmod), so that L L' = A
+        still holds."""
         cp = self.cp
         T = cp.T
         n = cp.q + cp.p + 1
@@ -692,6 +974,8 @@ class BlockedFactor:
                 base = bounds[j] + (np.arange(J) * k)[:, None, None]
                 out[(base + np.arange(k)[None, :, None]).repeat(k, 2),
                     (base + np.arange(k)[None, None, :]).repeat(k, 1)] = F
+            elif isinstance(self.fac[j], CholmodFactor):
+                out[cj, cj] = self.fac[j].toarray()
             else:
                 out[cj, cj] = self.fac[j]
             for i in range(j + 1, T + 1):
@@ -703,20 +987,24 @@ class BlockedFactor:
         return out
 
 
-def _times_inv_t(X3: np.ndarray, Linv: np.ndarray, per_block: bool = False) -> np.ndarray:
-    """Y = X Linv' level by level, as k(k+1)/2 vector operations (faster than einsum for small k).
+def _times_inv_t(X3: np.ndarray, Linv: np.ndarray, per_block: bool = False, work=_fresh) -> np.ndarray:
+    """X3 <- X3 Linv' level by level, in place, as k(k+1)/2 vector operations (faster than einsum
+    for small k).  Returns X3.
 
-    Dense block: X3 (R, J, k), levels along axis 1, Linv (J, k, k).  ``per_block``: X3 (n, a, k) is
-    a block array and Linv (n, k, k) holds the factor of each block's column level."""
+    Dense block: X3 (R, J, k), levels along axis 1, Linv (J, k, k) lower triangular.  ``per_block``:
+    X3 (n, a, k) is a block array and Linv (n, k, k) holds the factor of each block's column level.
+    Column c of the result needs the columns b <= c of X3, so the columns are overwritten from the
+    last one down."""
     k = Linv.shape[1]
     Lv = Linv[:, None] if per_block else Linv[None]
-    Y = np.empty_like(X3)
-    for c in range(k):
-        acc = X3[:, :, 0] * Lv[:, :, c, 0]
-        for b in range(1, c + 1):
-            acc = acc + X3[:, :, b] * Lv[:, :, c, b]
-        Y[:, :, c] = acc
-    return Y
+    tmp = work("tmp", X3.shape[:2]) if k > 1 else None
+    for c in range(k - 1, -1, -1):
+        out = X3[:, :, c]
+        out *= Lv[:, :, c, c]
+        for b in range(c):
+            np.multiply(X3[:, :, b], Lv[:, :, c, b], out=tmp)
+            out += tmp
+    return X3
 
 
 def _add(S, term):

@@ -25,22 +25,30 @@ The pattern of block (i, j) of L is the pattern of Z_i'Z_j plus the fill
   (nnz_blocks, k_i, k_j) array) when less than :data:`SPARSE_DENSITY` of its blocks can be nonzero
   and it is not small, else ``Dense``.  The fixed-effects row is always ``Dense``.
 
-Schur-complement updates into a ``Sparse`` block or a ``Diagonal``/``BlkDiag`` block are fixed-pattern
-scatters whose index lists (``plans``) are computed here; so are sparse x sparse' updates into a
+An update from the first block column between scalar terms (crossed or nested random intercepts:
+InstEval, two large crossed factors) is a product of a fixed sparse "Gram" matrix with one vector
+of weights per theta (:class:`GramPlan`, ``grams``).  Other Schur-complement updates into a
+``Sparse`` block or a ``Diagonal``/``BlkDiag`` block are fixed-pattern scatters whose index lists
+(``plans``) are computed here; so are sparse x sparse' updates into a
 ``Dense`` block (only its lower triangle when it is a diagonal block) up to
 :data:`DENSE_PLAN_LIMIT` block pairs, beyond which scipy's sparse product is used; the other updates
 into ``Dense`` blocks are sparse x dense or dense x dense products (BLAS).  Nothing is a sparse x
 sparse product turned dense at every evaluation unless the plan would be too large.
 
-Why no general sparse Cholesky for the part that is not block-diagonal: of the PyPI packages,
-scikit-sparse (CHOLMOD) has no wheels and needs SuiteSparse from the system; cholespy ships CHOLMOD
-but only solves (no access to the factor, so no log-determinant, and no reuse of the symbolic
-analysis across values); qdldl has wheels, ``update`` (symbolic reuse) and ``factors()``, but is a
-scalar up-looking LDL' without supernodes, slower than LAPACK once the Schur complement fills in,
-which it does for crossed factors (InstEval's ``d`` block is about 60% full).  The dense remainder
-is what lme4's CHOLMOD supernodes reduce to in those cases too.  A remainder that is both large and
-sparse (several big crossed factors with little overlap) is where a sparse factor would still win;
-it is not handled specially yet.
+A Dense second diagonal block filled only by such a Gram product (crossed scalar terms) that is large
+(at least :data:`CHOLMOD_MIN_ORDER` rows) and sparse is ``Cholmod`` instead: factored by CHOLMOD's
+supernodal sparse Cholesky through cvxopt (:mod:`mixedpy.linalg.cholmod`, optional), with the
+symbolic analysis done here and the Gram plan scattering into the lower triangle of its fixed
+pattern, when CHOLMOD's factor of that pattern needs at most :data:`CHOLMOD_FLOP_FRACTION` of the
+dense flops.  On InstEval's ``d`` block (1,128 lecturers after the 2,972 students) the Schur
+complement is 20% nonzero and CHOLMOD's ordering brings the factor to 23% of the dense flops.
+Why CHOLMOD through cvxopt: of the PyPI packages, scikit-sparse (CHOLMOD) has no wheels and needs
+SuiteSparse from the system; cholespy ships CHOLMOD but only solves (no log-determinant, no reuse
+of the symbolic analysis); qdldl has wheels and symbolic reuse, but is a scalar up-looking LDL'
+without supernodes, slower than LAPACK once the Schur complement fills in.  In natural or
+Cuthill-McKee order the fill is scattered over every 32 x 32 tile, so a tile-skipping dense
+factorization saves nothing.  Later diagonal blocks (updated from earlier dense columns) and blocks
+with k > 1 stay Dense.
 """
 from __future__ import annotations
 
@@ -50,6 +58,14 @@ import numpy as np
 import scipy.sparse as sp
 
 DIAGONAL, BLKDIAG, SPARSE, DENSE = "Diagonal", "BlkDiag", "Sparse", "Dense"
+#: a diagonal block factored by CHOLMOD's supernodal sparse Cholesky (:mod:`mixedpy.linalg.cholmod`)
+CHOLMOD = "Cholmod"
+
+#: a Dense diagonal block of at least this order whose sparse factor needs at most
+#: :data:`CHOLMOD_FLOP_FRACTION` of the dense factorization's flops is a ``Cholmod`` block
+CHOLMOD_MIN_ORDER = 500
+#: CHOLMOD's supernodes run at a lower rate than LAPACK's dense kernel: require a clear saving
+CHOLMOD_FLOP_FRACTION = 0.5
 
 #: an off-diagonal block is stored sparse when fewer than this fraction of its level pairs can be
 #: nonzero (MixedModels.jl densifies at 10% too) ...
@@ -62,6 +78,12 @@ SYMBOLIC_FLOP_CAP = 50_000_000
 #: sparse x sparse' updates into a dense block use a scatter plan up to this many block pairs
 #: (a few bytes of index per pair); larger ones use scipy's sparse product
 DENSE_PLAN_LIMIT = 20_000_000
+
+#: a Gram plan (see :class:`GramPlan`; about 16 bytes per pair while it is in use) is built for at
+#: most this many block pairs; larger updates use a scatter plan or scipy's sparse product
+GRAM_PAIR_LIMIT = 40_000_000
+#: ... from chunks of about this many pairs
+GRAM_CHUNK = 2_000_000
 
 FULL = "full"  # pattern marker: every level pair may be nonzero
 
@@ -139,39 +161,130 @@ def _pair_flops(A: BlockPattern, B: BlockPattern) -> int:
 def _pair_plan(A: BlockPattern, B: BlockPattern, target):
     """:func:`_pair_plan_int64` with the index arrays in int32 where they fit (plans can be large)."""
     plan = _pair_plan_int64(A, B, target)
-    return tuple(None if a is None else (a.astype(np.int32) if a.size == 0 or a.max() < 2 ** 31 - 1 else a)
-                 for a in plan)
+    return tuple(None if a is None else _small_int(a) for a in plan)
+
+
+def _small_int(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.int32) if a.size == 0 or a.max() < 2 ** 31 - 1 else a
+
+
+def _column_pairs(A: BlockPattern, B: BlockPattern, lower: bool = False, chunk: int | None = None):
+    """Index pairs (ia, ib) of the nonzero blocks of A (i, k) and B (j, k) sharing a column of block
+    column k: every term of A B' (blocks of A in CSR order, each with B's blocks of its column).
+
+    ``lower`` (A is B): only the pairs whose B block is in a row <= the A block's row, the terms of
+    the lower triangle of A A'.  Yields the pairs in chunks of about ``chunk`` pairs (all at once
+    when None), each of whole block rows of A, so that large plans are built without every
+    temporary at full length."""
+    order = np.argsort(B.cols, kind="stable")       # by column, then by row (B is in CSR order)
+    count = np.bincount(B.cols, minlength=A.shape[1])
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    if lower:
+        rank = np.empty(A.nnz, dtype=np.int64)      # position of each block among its column's
+        rank[order] = np.arange(A.nnz) - start[A.cols[order]]
+        n_pairs = rank + 1
+    else:
+        n_pairs = count[A.cols]
+    cum = np.cumsum(n_pairs)
+    total = int(cum[-1]) if cum.size else 0
+    if chunk is None or total <= chunk:
+        cuts = [0, A.nnz]
+    else:
+        # cut at the start of a block row of A, so that every chunk holds whole rows
+        cuts = np.searchsorted(cum, np.arange(chunk, total, chunk))
+        cuts = A.indptr[np.searchsorted(A.indptr, cuts)]
+        cuts = np.unique(np.concatenate([[0], cuts, [A.nnz]]))
+    for s, e in zip(cuts[:-1], cuts[1:]):
+        npair = n_pairs[s:e]
+        ia = np.repeat(np.arange(s, e), npair)
+        first = np.repeat(np.cumsum(npair) - npair, npair)
+        ib = order[start[A.cols[ia]] + (np.arange(ia.size) - first)]
+        yield ia, ib
+
+
+def _target_index(A: BlockPattern, B: BlockPattern, ia, ib, target):
+    """Target positions ``it`` of the pairs (ia, ib): the block index for a :class:`BlockPattern`,
+    the level for ``"diag"``, the level pair r * J_j + c for ``"dense"`` and ``"dense-lower"``."""
+    ra, rb = A.rows[ia], B.rows[ib]
+    if isinstance(target, BlockPattern):
+        return target.locate(ra, rb)
+    if target == "diag":
+        if np.any(ra != rb):
+            raise AssertionError("fill outside a block-diagonal block")
+        return ra
+    return ra * B.shape[0] + rb
 
 
 def _pair_plan_int64(A: BlockPattern, B: BlockPattern, target):
     """Index triples (ia, ib, it) with  L_target[it] -= L_A[ia] L_B[ib]'  summed, for A (i, k), B (j, k).
 
-    Every pair of nonzero blocks sharing a column of block column k contributes.  ``target`` is
-    the target's :class:`BlockPattern` (``it`` indexes its blocks), ``"diag"`` for a block-diagonal
-    target (``it`` is the level), ``"dense"`` for a dense target (``it`` is the level pair
-    r * J_j + c) or ``"dense-lower"`` for a dense diagonal target, of which only the lower
-    triangle is needed by the Cholesky factorization."""
-    order = np.argsort(B.cols, kind="stable")
-    J_k = A.shape[1]
-    count = np.bincount(B.cols, minlength=J_k)
-    start = np.concatenate([[0], np.cumsum(count)[:-1]])
-    n_pairs = count[A.cols]
-    ia = np.repeat(np.arange(A.nnz), n_pairs)
-    first = np.repeat(np.cumsum(n_pairs) - n_pairs, n_pairs)
-    ib = order[start[A.cols[ia]] + (np.arange(ia.size) - first)]
-    ra, rb = A.rows[ia], B.rows[ib]
-    if isinstance(target, BlockPattern):
-        return ia, ib, target.locate(ra, rb)
-    if target == "diag":
-        if np.any(ra != rb):
-            raise AssertionError("fill outside a block-diagonal block")
-        if ia.size == A.nnz and np.array_equal(ia, ib):
-            return None, None, ra      # one block per column (nested): each block with itself
-        return ia, ib, ra
-    if target == "dense-lower":
-        keep = ra >= rb
-        ia, ib, ra, rb = ia[keep], ib[keep], ra[keep], rb[keep]
-    return ia, ib, ra * B.shape[0] + rb
+    Every pair of nonzero blocks sharing a column of block column k contributes (``_column_pairs``);
+    ``target`` is the target's :class:`BlockPattern` (``it`` indexes its blocks), ``"diag"`` for a
+    block-diagonal target (``it`` is the level), ``"dense"`` for a dense target (``it`` is the level
+    pair r * J_j + c) or ``"dense-lower"`` for a dense diagonal target, of which only the lower
+    triangle is needed by the Cholesky factorization.  A block-diagonal target with one block per
+    column (nested factors: each block with itself) gives ``(None, None, rows)``."""
+    ia, ib = next(_column_pairs(A, B, lower=target == "dense-lower"))
+    it = _target_index(A, B, ia, ib, target)
+    if isinstance(target, str) and target == "diag" and ia.size == A.nnz and np.array_equal(ia, ib):
+        return None, None, it
+    return ia, ib, it
+
+
+@dataclass(frozen=True)
+class GramPlan:
+    """The update of a scalar block (i, j) from the first block column when it is ``Diagonal``.
+
+    Then L_i1 = t_i t_1 A_i1 D^{-1/2} with D = diag(1 + t_1^2 Z_1'WZ_1) (no earlier column fills it),
+    so the Schur-complement term is
+
+        L_i1 L_j1' = t_i t_j t_1^2  A_i1 D^{-1} A_j1'  = t_i t_j t_1^2  G d,    d = 1 / diag(D),
+
+    where G (target entries x J_1) holds the products A_i1[ia] A_j1[ib] of every pair of blocks in
+    the same column, which do not depend on theta.  G is formed once per cross-products; each theta
+    then costs one sparse matrix-vector product with G instead of a scatter of pair products
+    (MixedModels.jl reaches the same bilinear form by its rank-k updates; here the pairs' products
+    are precomputed).  ``ia``/``ib`` are the pairs in the CSR order of G (rows = target storage
+    positions, ``indices`` = column levels); ``n_rows`` is the size of the target's storage.
+    """
+
+    ia: np.ndarray
+    ib: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    n_rows: int
+    n_cols: int
+
+    @classmethod
+    def build(cls, A: BlockPattern, B: BlockPattern, target, n_rows: int, lower: bool = False) -> "GramPlan":
+        """``lower``: only the lower triangle of a diagonal target (always for ``"dense-lower"``)."""
+        lower = lower or (isinstance(target, str) and target == "dense-lower")
+        ia, ib, cols = [], [], []
+        counts = np.zeros(n_rows, dtype=np.int64)
+        # A chunk holds whole block rows of A and every target position it = f(row of A, row of B)
+        # grows with the row of A, so sorting each chunk by it sorts them all: CSR order (rows of G
+        # = the target's entries) without a global sort.
+        for a, b in _column_pairs(A, B, lower=lower, chunk=GRAM_CHUNK):
+            it = _target_index(A, B, a, b, target)
+            order = np.argsort(it, kind="stable")
+            counts += np.bincount(it, minlength=n_rows)
+            ia.append(_small_int(a[order]))
+            ib.append(_small_int(b[order]))
+            cols.append(A.cols[a[order]].astype(np.int32))
+            del it, order, a, b
+        ia = np.concatenate(ia)
+        ib = np.concatenate(ib)
+        indices = np.concatenate(cols)
+        del cols
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        if indptr[-1] < 2 ** 31 - 1:
+            indptr = indptr.astype(np.int32)
+        return cls(ia, ib, indices, indptr, n_rows, A.shape[1])
+
+    @property
+    def nnz(self) -> int:
+        return self.ia.size
 
 
 @dataclass
@@ -183,7 +296,8 @@ class BlockStructure:
     ``a_pos[(i, j)]`` per observation, the position of its contribution to Z_i'Z_j (block index for
     sparse blocks, level-pair index ``r * J_j + c`` for dense ones);
     ``plans[(i, j, k)]`` the scatter triples of the update of a sparse or block-diagonal block (i, j)
-    by block column k.
+    by block column k;  ``grams[(i, j, 0)]`` the :class:`GramPlan` of an update from a diagonal first
+    block column, which then has no entry in ``plans``.
     """
 
     names: list[str]
@@ -194,6 +308,9 @@ class BlockStructure:
     patterns: dict = field(default_factory=dict)
     a_pos: dict = field(default_factory=dict)
     plans: dict = field(default_factory=dict)
+    grams: dict = field(default_factory=dict)
+    #: per ``Cholmod`` diagonal block j, its :class:`~mixedpy.linalg.cholmod.CholmodPattern`
+    cholmod: dict = field(default_factory=dict)
 
     @property
     def n_terms(self) -> int:
@@ -205,11 +322,13 @@ class BlockStructure:
 
     @classmethod
     def analyse(cls, blocks, names: list[str] | None = None, dense_limit: int = DENSE_LIMIT,
-                sparse_density: float = SPARSE_DENSITY) -> "BlockStructure":
+                sparse_density: float = SPARSE_DENSITY,
+                cholmod_min_order: int | None = CHOLMOD_MIN_ORDER) -> "BlockStructure":
         """Symbolic block factorization from the terms' level codes (``TermBlock`` objects).
 
         An off-diagonal block is stored ``Sparse`` when it has more than ``dense_limit`` entries and
-        fewer than ``sparse_density`` of its level pairs can be nonzero."""
+        fewer than ``sparse_density`` of its level pairs can be nonzero.  ``cholmod_min_order``:
+        see :meth:`_use_cholmod` (None: never)."""
         T = len(blocks)
         J = [int(b.n_levels) for b in blocks]
         k = [int(b.k) for b in blocks]
@@ -256,7 +375,9 @@ class BlockStructure:
         # scatter plans of the Schur-complement updates into sparse and block-diagonal blocks
         for j in range(T):
             for kk in range(j):
-                if st.types[j, kk] == SPARSE:
+                if st._add_gram(j, j, kk):
+                    pass
+                elif st.types[j, kk] == SPARSE:
                     pat = st.patterns[j, kk]
                     if st.types[j, j] != DENSE:
                         st.plans[j, j, kk] = _pair_plan(pat, pat, "diag")
@@ -266,11 +387,82 @@ class BlockStructure:
                     if st.types[i, kk] != SPARSE or st.types[j, kk] != SPARSE:
                         continue
                     A_, B_ = st.patterns[i, kk], st.patterns[j, kk]
+                    if st._add_gram(i, j, kk):
+                        continue
                     if st.types[i, j] == SPARSE:
                         st.plans[i, j, kk] = _pair_plan(A_, B_, st.patterns[i, j])
                     elif _pair_flops(A_, B_) <= DENSE_PLAN_LIMIT:
                         st.plans[i, j, kk] = _pair_plan(A_, B_, "dense")
+        if cholmod_min_order is not None and T > 1:
+            st._use_cholmod(cholmod_min_order)
         return st
+
+    def _use_cholmod(self, min_order: int) -> None:
+        """Make the second diagonal block ``Cholmod`` when CHOLMOD is available (mixedpy.linalg.cholmod)
+        and the block is Dense, of order >= ``min_order``, filled only by a Gram plan from the
+        first column (two or more crossed scalar terms, the first Diagonal: InstEval), and its
+        sparse factor needs at most :data:`CHOLMOD_FLOP_FRACTION` of the dense flops.
+
+        Its pattern is the lower triangle of the pattern of A_11' A_11 plus the diagonal; the Gram
+        plan is rebuilt to scatter into it.  Blocks below it stay Dense (X L~^{-T} is full).
+        Later diagonal blocks are not considered: their updates from earlier dense columns would
+        need dense x dense products scattered onto a pattern."""
+        from . import cholmod
+
+        j = 1
+        if (not cholmod.available() or self.types[j, j] != DENSE or self.J[j] * self.k[j] < min_order
+                or (j, j, 0) not in self.grams or self.types[j, 0] != SPARSE):
+            return
+        pat = self.patterns[j, 0]
+        n = self.J[j]
+        A = sp.csr_matrix((np.ones(pat.nnz), (pat.rows, pat.cols)), shape=pat.shape)
+        S = sp.tril(A @ A.T + sp.eye(n), format="csr")
+        lower = BlockPattern.from_csr(S)
+        chol = cholmod.CholmodPattern(lower)
+        if chol.flop_fraction() > CHOLMOD_FLOP_FRACTION:
+            return
+        self.types[j, j] = CHOLMOD
+        self.patterns[j, j] = lower
+        self.cholmod[j] = chol
+        self.grams[j, j, 0] = GramPlan.build(pat, pat, lower, lower.nnz, lower=True)
+
+    def without_cholmod(self) -> "BlockStructure":
+        """A copy with every ``Cholmod`` block Dense again (for kernels without the sparse type)."""
+        if not self.cholmod:
+            return self
+        st = BlockStructure(self.names, self.J, self.k, dict(self.types), dict(self.a_types),
+                            dict(self.patterns), self.a_pos, dict(self.plans), dict(self.grams))
+        for j in self.cholmod:
+            st.types[j, j] = DENSE
+            del st.patterns[j, j]
+            pat = st.patterns[j, 0]
+            st.grams[j, j, 0] = GramPlan.build(pat, pat, "dense-lower", self.J[j] * self.J[j])
+        return st
+
+    def _add_gram(self, i: int, j: int, kk: int) -> bool:
+        """Store a :class:`GramPlan` for the update of block (i, j) by block column kk when it applies:
+        kk is the first column, every block of the three terms is scalar (k = 1), both factors are
+        ``Sparse`` and the plan has at most :data:`GRAM_PAIR_LIMIT` pairs."""
+        types, k = self.types, self.k
+        if kk != 0 or k[0] != 1 or k[i] != 1 or k[j] != 1:
+            return False
+        if types[i, 0] != SPARSE or types[j, 0] != SPARSE:
+            return False
+        A_, B_ = self.patterns[i, 0], self.patterns[j, 0]
+        pairs = _pair_flops(A_, B_)
+        if i == j:
+            pairs = (pairs + A_.nnz) // 2        # the lower triangle only
+        if pairs > GRAM_PAIR_LIMIT:
+            return False
+        tt = types[i, j]
+        if tt == SPARSE:
+            target, n_rows = self.patterns[i, j], self.patterns[i, j].nnz
+        elif tt == DENSE:
+            target, n_rows = ("dense-lower" if i == j else "dense"), self.J[i] * self.J[j]
+        else:
+            target, n_rows = "diag", self.J[i]
+        self.grams[i, j, kk] = GramPlan.build(A_, B_, target, n_rows)
+        return True
 
     def description(self, p: int | None = None) -> "BlockDescription":
         """The table of block types (MixedModels.jl ``BlockDescription``)."""
