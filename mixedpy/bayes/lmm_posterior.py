@@ -4,8 +4,10 @@ integrated out, evaluated with lme4's blocked PLS factor; exact conditional draw
 Model (rstanarm ``stan_lmer``): y ~ N(X beta + Z b, sigma^2 W^{-1}) with the likelihood weighted
 by w as rstanarm does, b_i ~ N(0, Sigma_i) per level, Sigma_i ~ decov with sigma inside.
 For given (sigma, Sigma) lme4's relative factor is T_i = chol(Sigma_i) / sigma (Bates et al. 2015
-section 2.2).  One :class:`~mixedpy.linalg.blocked.CrossProducts` of [Z | X | y] is formed once;
-each evaluation factors [[Lambda'Z'WZ Lambda + I, .], [., .]] and keeps
+section 2.2).  One :class:`~mixedpy.linalg.blocked.CrossProducts` of [Z | X | y] is formed once
+(the weights are fixed, so only Lambda changes between evaluations); each evaluation factors
+[[Lambda'Z'WZ Lambda + I, .], [., .]] for all walkers at once, whatever the terms (crossed, nested,
+vector-valued; :mod:`mixedpy.linalg.batched`), and keeps
 
     ldL2 = log |Lambda'Z'WZ Lambda + I|,   G = Schur complement of the u block in [X | y]'W[X | y],
 
@@ -39,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..linalg.batched import BatchedKernel, stacked_cholesky
 from ..linalg.blocked import CrossProducts, NotPositiveDefinite, TermBlock
 from ..linalg.response import ResponseScaling
 from .model import Centering, coefficient_logprior, coefficient_prior_arrays, covariance_terms
@@ -48,8 +51,15 @@ _LOG2PI = np.log(2 * np.pi)
 
 
 def _chol_logdet_solve(P: np.ndarray, h: np.ndarray):
-    """Batched Cholesky of P (W, p, p): returns L, log|P|, P^{-1} h."""
-    L = np.linalg.cholesky(P)
+    """Batched Cholesky of P (W, p, p): returns L, log|P| (NaN where P is not positive definite),
+    P^{-1} h."""
+    try:
+        L = np.linalg.cholesky(P)
+    except np.linalg.LinAlgError:
+        # some walker's P is not positive definite: only then find which (their log|P| is NaN)
+        L, ok = stacked_cholesky(P, np.ones(P.shape[0], bool))
+        P = np.where(ok[:, None, None], P, np.eye(P.shape[1]))
+        L[~ok] = np.nan
     logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
     m = np.linalg.solve(P, h[..., None])[..., 0]
     return L, logdet, m
@@ -95,9 +105,10 @@ class LMMPosterior:
         # log p(y | .) - log p(y_tilde | .): Jacobian of y = Xc c + s y_tilde and beta = c + s beta_tilde
         self._log_jac = (self.p - nonflat.sum() - self.sum_w) * np.log(sc) if self.integrate_beta \
             else -self.sum_w * np.log(sc)
-        self._batched = len(self.terms) == 1 and not self.cp.sparse
-        if self._batched:
-            self._B3 = np.asarray(self.cp.B).reshape(self.cp.m, self.cp.J1, self.cp.k1)
+        # every term structure is factored for all walkers at once (mixedpy.linalg.batched);
+        # _batched = False selects the per-walker reference loop over CrossProducts.factor
+        self._kernel = BatchedKernel(self.cp)
+        self._batched = True
         # Z'W as a sparse q x n matrix, for the conditional draws of u
         self._ZtW = sp.hstack([t.z_matrix() for t in self.terms], format="csr").T.multiply(self.w).tocsr()
         self.param_names = ["log_sigma"]
@@ -136,70 +147,21 @@ class LMMPosterior:
         return np.asarray(x, dtype=float)
 
     # ---- the kernel ------------------------------------------------------------------------
-    def _factor_batched(self, T1: np.ndarray):
-        """One-term case, all walkers at once: ldL2 (W,), G (W, p+1, p+1) and L1^{-1} (W, J, k, k).
-
-        L1_j L1_j' = T1' D_j T1 + I, L21 = B (I (x) T1 L1_j^{-T}), G = C - L21 L21' (the blocked factor of
-        :class:`CrossProducts`, written out elementwise for k <= 2 because batched 2 x 2 LAPACK calls and
-        einsum are slow for thousands of tiny matrices)."""
-        cp, k = self.cp, self.cp.k1
-        B3 = self._B3
-        if k == 1:
-            t = T1[:, 0, 0][:, None]                                # (W, 1)
-            l11 = np.sqrt(t * t * cp.D1[None, :, 0, 0] + 1.0)        # (W, J)
-            i11 = 1.0 / l11
-            X0 = B3[None, :, :, 0] * (t * i11)[:, None, :]           # (W, m, J)
-            G = cp.C[None] - X0 @ np.swapaxes(X0, 1, 2)
-            ldL2 = 2.0 * np.log(l11).sum(axis=1)
-            return ldL2, G, i11[:, :, None, None]
-        if k == 2:
-            t11, t21, t22 = (T1[:, 0, 0][:, None], T1[:, 1, 0][:, None], T1[:, 1, 1][:, None])
-            d11, d12, d22 = cp.D1[None, :, 0, 0], cp.D1[None, :, 1, 0], cp.D1[None, :, 1, 1]
-            e = d12 * t11 + d22 * t21
-            a11 = t11 * (d11 * t11 + d12 * t21) + t21 * e + 1.0
-            a21 = t22 * e
-            a22 = t22 * t22 * d22 + 1.0
-            l11 = np.sqrt(a11)
-            l21 = a21 / l11
-            l22 = np.sqrt(a22 - l21 * l21)
-            i11, i22 = 1.0 / l11, 1.0 / l22
-            i21 = -l21 * i11 * i22
-            B0, B1 = B3[None, :, :, 0], B3[None, :, :, 1]
-            X0 = (B0 * t11[:, None] + B1 * t21[:, None]) * i11[:, None, :]
-            X1 = B0 * (t11 * i21)[:, None, :] + B1 * (t21 * i21 + t22 * i22)[:, None, :]
-            G = cp.C[None] - X0 @ np.swapaxes(X0, 1, 2) - X1 @ np.swapaxes(X1, 1, 2)
-            ldL2 = 2.0 * (np.log(l11) + np.log(l22)).sum(axis=1)
-            L1inv = np.zeros(i11.shape + (2, 2))
-            L1inv[..., 0, 0], L1inv[..., 1, 0], L1inv[..., 1, 1] = i11, i21, i22
-            return ldL2, G, L1inv
-        A1 = np.swapaxes(T1, 1, 2)[:, None] @ cp.D1[None] @ T1[:, None]
-        idx = np.arange(k)
-        A1[:, :, idx, idx] += 1.0
-        L1 = np.linalg.cholesky(A1)
-        ldL2 = 2.0 * np.log(np.diagonal(L1, axis1=2, axis2=3)).sum(axis=(1, 2))
-        L1inv = np.linalg.inv(L1)
-        R = T1[:, None] @ np.swapaxes(L1inv, 2, 3)                   # T1 L1_j^{-T}
-        L21 = np.transpose(B3, (1, 0, 2))[None] @ R                  # (W, J, m, k)
-        Xs = np.transpose(L21, (0, 2, 1, 3)).reshape(L21.shape[0], cp.m, -1)
-        G = cp.C[None] - Xs @ np.swapaxes(Xs, 1, 2)
-        return ldL2, G, L1inv
-
     def _factor_loop(self, Ts: list[np.ndarray]):
+        """ldL2 (W,), G (W, p+1, p+1) and ok (W,) by :meth:`CrossProducts.factor`, one walker at a
+        time: the reference for the batched kernel (G = tail tail' from the [X | y] block's factor)."""
         W = Ts[0].shape[0]
         ldL2, G, ok = np.zeros(W), np.zeros((W, self.p + 1, self.p + 1)), np.ones(W, bool)
-        factors = []
         for w in range(W):
             try:
                 f = self.cp.factor([T[w] for T in Ts])
             except NotPositiveDefinite:
                 ok[w] = False
-                factors.append(None)
                 continue
             tail = f.fixed_factor
             G[w] = tail @ tail.T
             ldL2[w] = f.ldL2
-            factors.append(f)
-        return ldL2, G, ok, factors
+        return ldL2, G, ok
 
     def _marginal(self, sigma, ldL2, G, beta):
         """log p(y | sigma, Sigma [, beta]) from ldL2 and the G of y_tilde, evaluated in the tilde
@@ -231,14 +193,10 @@ class LMMPosterior:
             if not good.any():
                 return out
             Ts = [L[good] / sigma[good, None, None] for L in chols]
-            try:
-                if self._batched:
-                    ldL2, G, _ = self._factor_batched(Ts[0])
-                    ok = np.ones(good.sum(), bool)
-                else:
-                    ldL2, G, ok, _ = self._factor_loop(Ts)
-            except np.linalg.LinAlgError:
-                ldL2, G, ok, _ = self._factor_loop(Ts)
+            if self._batched:
+                ldL2, G, ok = self._kernel.schur(Ts)
+            else:
+                ldL2, G, ok = self._factor_loop(Ts)
             val = self._marginal(sigma[good], ldL2, G, None if beta is None else beta[good])
             if beta is not None:
                 val = val + coefficient_logprior(self.priors, self.names, beta[good])
@@ -253,6 +211,7 @@ class LMMPosterior:
         S = x.shape[0]
         out = {"sigma": np.empty(S), "Sigma": [np.empty((S, t.k, t.k)) for t in self.terms],
                "beta": np.empty((S, self.p)), "b": [np.empty((S, t.n_levels, t.k)) for t in self.terms]}
+        chunk = max(1, min(chunk, self._kernel.chunk_size()))
         for lo in range(0, S, chunk):
             sl = slice(lo, min(S, lo + chunk))
             self._draw_chunk(x[sl], rng, out, sl)
@@ -263,11 +222,10 @@ class LMMPosterior:
         sigma, chols, _, beta_x = self.unpack(x)
         W, p = x.shape[0], self.p
         Ts = [L / sigma[:, None, None] for L in chols]
-        if self._batched:
-            ldL2, G, L1inv = self._factor_batched(Ts[0])
-            factors = None
-        else:
-            ldL2, G, ok, factors = self._factor_loop(Ts)
+        f = self._kernel.factor(Ts)
+        if not f.ok.all():
+            raise np.linalg.LinAlgError("a kept draw gave a singular PLS system; rerun with another seed")
+        G = f.G
         # in the tilde coordinates of the module docstring: beta = c + sc beta_t, sigma = sc sigma_t
         c, sc = self.response.c, self.response.s
         s2 = (sigma / sc) ** 2
@@ -281,6 +239,8 @@ class LMMPosterior:
             z = rng.standard_normal((W, p))
             # beta_t = m + L_P^{-T} z has covariance P^{-1}
             beta_t = m + np.linalg.solve(np.swapaxes(Lp, 1, 2), z[..., None])[..., 0]
+            if not np.all(np.isfinite(beta_t)):
+                raise np.linalg.LinAlgError("a kept draw gave a singular system for beta; rerun with another seed")
             beta = c + sc * beta_t
         else:
             beta = beta_t = np.zeros((W, 0))
@@ -291,28 +251,12 @@ class LMMPosterior:
         for i, L in enumerate(chols):
             out["Sigma"][i][sl] = L @ np.swapaxes(L, 1, 2)
         out["beta"][sl] = beta
-        if self._batched:
-            cp = self.cp
-            T1 = Ts[0]
-            r = np.einsum("wjb,wbc->wjc", v.reshape(W, cp.J1, cp.k1), T1)       # Lambda' v per level
-            c = np.einsum("wjab,wjb->wja", L1inv, r)                            # L1^{-1} r
-            c = c + sigma[:, None, None] * z.reshape(W, cp.J1, cp.k1)
-            u = np.einsum("wjba,wjb->wja", L1inv, c)                            # L1^{-T} (c + sigma z)
-            out["b"][0][sl] = np.einsum("wab,wjb->wja", T1, u)
-            return
-        offs = np.cumsum([0] + [t.n_coefs for t in self.terms])
-        for w in range(W):
-            f = factors[w]
-            if f is None:
-                raise np.linalg.LinAlgError("a kept draw gave a singular PLS system; rerun with another seed")
-            r = np.concatenate([(v[w, offs[i]:offs[i + 1]].reshape(t.n_levels, t.k) @ Ts[i][w]).ravel()
-                                for i, t in enumerate(self.terms)])
-            q1 = self.cp.q1
-            c1, c2 = f.solve_lower(r[:q1], np.concatenate([r[q1:], np.zeros(p)]))
-            c1 = c1 + sigma[w] * z[w, :q1]
-            c2 = np.concatenate([c2[:self.cp.q_rest] + sigma[w] * z[w, q1:], np.zeros(p)])
-            x1, x2 = f.solve_upper(c1, c2)
-            u = np.concatenate([x1, x2[:self.cp.q_rest]])
-            for i, t in enumerate(self.terms):
-                ui = u[offs[i]:offs[i + 1]].reshape(t.n_levels, t.k)
-                out["b"][i][sl.start + w] = ui @ Ts[i][w].T
+        # u = A^{-1} Lambda'v + sigma L^{-T} z = L^{-T} (L^{-1} Lambda'v + sigma z), b = Lambda u
+        offs = self.cp.offsets
+        levels = [(t.n_levels, t.k) for t in self.terms]
+        r = np.concatenate([np.einsum("wjb,wba->wja", v[:, offs[i]:offs[i + 1]].reshape((W,) + jk), Ts[i])
+                            .reshape(W, -1) for i, jk in enumerate(levels)], axis=1)
+        u = f.solve_u(f.solve_u(r, trans=False) + sigma[:, None] * z, trans=True)
+        for i, jk in enumerate(levels):
+            ui = u[:, offs[i]:offs[i + 1]].reshape((W,) + jk)
+            out["b"][i][sl] = np.einsum("wab,wjb->wja", Ts[i], ui)
