@@ -45,6 +45,15 @@ def classrooms(seed: int = 1) -> pd.DataFrame:
                          "passed": rng.binomial(1, 1.0 / (1.0 + np.exp(-logit)))})
 
 
+def csv_folder() -> Path:
+    """One temporary folder of CSVs for both sides: the bundled datasets plus the simulated classrooms."""
+    csv_dir = Path(tempfile.mkdtemp(prefix="mixedpy-bench-"))
+    for f in DATA.glob("*.csv"):
+        shutil.copy(f, csv_dir)
+    classrooms().to_csv(csv_dir / "classrooms.csv", index=False)
+    return csv_dir
+
+
 def load(data_name: str, csv_dir: Path) -> pd.DataFrame:
     path = csv_dir / f"{data_name}.csv"
     return mp.datasets.read_r_csv(path) if path.exists() else mp.datasets.load(data_name)
@@ -83,11 +92,7 @@ def main():
     ap.add_argument("--cases", nargs="*", default=list(CASES))
     ap.add_argument("--no-r", action="store_true")
     args = ap.parse_args()
-    # one folder of CSVs for both sides: the bundled datasets plus the simulated classrooms
-    csv_dir = Path(tempfile.mkdtemp(prefix="mixedpy-bench-"))
-    for f in DATA.glob("*.csv"):
-        shutil.copy(f, csv_dir)
-    classrooms().to_csv(csv_dir / "classrooms.csv", index=False)
+    csv_dir = csv_folder()
     for case in args.cases:
         mine = run_mixedpy(case, csv_dir)
         print(json.dumps({"mixedpy": mine}))

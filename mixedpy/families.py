@@ -27,6 +27,18 @@ _LOGIT_THRESH = 30.0
 _PROBIT_THRESH = -stats.norm.ppf(EPS)
 
 
+def softplus(eta):
+    """log(1 + exp(eta)) without overflow, as max(eta, 0) + log1p(exp(-|eta|)) (about 4 times faster
+    than ``np.logaddexp(0, eta)``)."""
+    eta = np.asarray(eta, dtype=float)
+    out = np.abs(eta).reshape(eta.shape or (1,))
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    np.log1p(out, out=out)
+    out += np.maximum(eta, 0.0).reshape(out.shape)
+    return out.reshape(eta.shape)
+
+
 # -- links ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Link:
@@ -87,6 +99,20 @@ class Link:
         if self.name == "sqrt":
             return 2.0 * eta
         raise AssertionError(self.name)
+
+    def log_mu_pair(self, eta):
+        """(log mu, log(1 - mu)) of a binomial link at eta, from eta directly and without linkinv's
+        clamping, so that a log-likelihood stays exact (and finite) at extreme linear predictors."""
+        eta = np.asarray(eta, dtype=float)
+        if self.name == "logit":
+            log_1m = -softplus(eta)
+            return eta + log_1m, log_1m
+        if self.name == "probit":
+            return special.log_ndtr(eta), special.log_ndtr(-eta)
+        if self.name == "cloglog":
+            e = np.exp(np.minimum(eta, 700.0))
+            return np.log(-np.expm1(-e)), -e
+        raise AssertionError(f"{self.name} is not a binomial link")
 
 
 # -- families ---------------------------------------------------------------------------
@@ -161,14 +187,55 @@ class Binomial(Family):
 
     def aic(self, resp: Response, mu, const=None) -> float:
         """-2 log-likelihood of binomial counts round(m y) out of m (R's ``binomial()$aic``)."""
-        m = np.round(resp.trials)
-        k = np.round(m * resp.y)
+        scale, k, m = self._counts(resp)
         c = self.loglik_const(resp) if const is None else const
-        # prior weights per row: weights / trials (1 for plain counts), 0 where there are no trials
-        t = resp.trials
-        scale = np.where(t > 0, resp.weights / np.where(t > 0, t, 1.0), 0.0)
         ll = c + special.xlogy(k, mu) + special.xlog1py(m - k, -mu)
         return float(-2.0 * np.sum(scale * ll))
+
+    def _counts(self, resp: Response):
+        """(prior weight per row, successes k, trials m) as ``aic`` counts them: the prior weights
+        are weights / trials (1 for plain counts), 0 where there are no trials."""
+        m = np.round(resp.trials)
+        t = resp.trials
+        scale = np.where(t > 0, resp.weights / np.where(t > 0, t, 1.0), 0.0)
+        return scale, np.round(m * resp.y), m
+
+    def loglik_eta(self, eta, resp: Response, const=None):
+        """Per-observation log-likelihood at the linear predictor ``eta`` (any leading axes, the last
+        one over observations); its sum over the last axis is ``-aic / 2`` at mu = g^{-1}(eta):
+
+            l_i = w_i [log C(m_i, k_i) + k_i log mu_i + (m_i - k_i) log(1 - mu_i)],
+
+        with log mu and log(1 - mu) computed from eta (:meth:`Link.log_mu_pair`)."""
+        scale, k, m = self._counts(resp)
+        c = self.loglik_const(resp) if const is None else const
+        if self.link.name == "logit":
+            # k log mu + (m - k) log(1 - mu) = k eta - m log(1 + e^eta): one transcendental per entry
+            out = softplus(eta)
+            out *= -(scale * m)
+            out += (scale * k) * eta
+            out += scale * c
+            return out
+        log_mu, log_1m = self.link.log_mu_pair(eta)
+        return scale * (c + k * log_mu + (m - k) * log_1m)
+
+    def score_info(self, eta, resp: Response):
+        """d l_i / d eta_i and the Fisher information w_i m_i mu_eta_i^2 / (mu_i (1 - mu_i)) (the
+        observed information for the canonical logit link), in forms that stay finite at extreme eta."""
+        scale, k, m = self._counts(resp)
+        eta = np.asarray(eta, dtype=float)
+        if self.link.name == "logit":
+            mu = special.expit(eta)
+            return scale * (k - m * mu), scale * m * mu * special.expit(-eta)
+        if self.link.name == "probit":
+            log_phi = -0.5 * eta * eta - 0.5 * np.log(2.0 * np.pi)
+            lo, hi = special.log_ndtr(eta), special.log_ndtr(-eta)
+            score = k * np.exp(log_phi - lo) - (m - k) * np.exp(log_phi - hi)
+            return scale * score, scale * m * np.exp(2.0 * log_phi - lo - hi)
+        # cloglog: mu = 1 - exp(-e), e = exp(eta), mu_eta = e exp(-e)
+        e = np.exp(np.minimum(eta, 700.0))
+        em1 = np.expm1(e)
+        return scale * (k * e / em1 - (m - k) * e), scale * m * e * e / em1
 
     def mustart(self, resp: Response):
         m = resp.trials if resp.two_column else resp.weights
@@ -214,6 +281,26 @@ class Poisson(Family):
     def aic(self, resp: Response, mu, const=None) -> float:
         c = self.loglik_const(resp) if const is None else const
         return float(-2.0 * np.sum(resp.weights * (special.xlogy(resp.y, mu) - mu + c)))
+
+    def loglik_eta(self, eta, resp: Response, const=None):
+        """Per-observation log-likelihood w_i (y_i log mu_i - mu_i - log y_i!) at the linear
+        predictor ``eta`` (any leading axes, the last over observations); sums to ``-aic / 2``."""
+        c = self.loglik_const(resp) if const is None else const
+        eta = np.asarray(eta, dtype=float)
+        if self.link.name == "log":
+            return resp.weights * (resp.y * eta - np.exp(np.minimum(eta, 700.0)) + c)
+        mu = self.link.linkinv(eta)
+        return resp.weights * (special.xlogy(resp.y, mu) - mu + c)
+
+    def score_info(self, eta, resp: Response):
+        """d l_i / d eta_i = w_i (y_i - mu_i) mu_eta_i / mu_i and the Fisher information
+        w_i mu_eta_i^2 / mu_i (the observed information for the canonical log link)."""
+        eta = np.asarray(eta, dtype=float)
+        if self.link.name == "log":
+            mu = np.exp(np.minimum(eta, 700.0))
+            return resp.weights * (resp.y - mu), resp.weights * mu
+        mu, d = self.link.linkinv(eta), self.link.mu_eta(eta)
+        return resp.weights * (resp.y - mu) * d / mu, resp.weights * d * d / mu
 
     def mustart(self, resp: Response):
         return resp.y + 0.1

@@ -10,104 +10,186 @@ importance sampling,
 
     p_hat(y | theta) = (1/N) sum_i p(y, v_i | theta) / q(v_i | theta),   v_i ~ q,
 
-where q is a multivariate Student-t (nu = 8) centred at the joint mode v-hat of
+where q is a multivariate Student-t (nu = max(8, d), d = dim v) centred at the joint mode v-hat of
 log p(y | v) - |u|^2 / 2 + log N(beta; prior) (found by damped Newton, i.e. PIRLS with the prior as
 a penalty) with scale H^{-1}, H the negative Hessian at the mode (the Laplace approximation,
 Bates et al. 2015 / lme4 section 2.3 of ALGORITHMS.md).  Because emcee keeps the stored value for
 its current states, the chain is a pseudo-marginal sampler (Andrieu & Roberts 2009) and its
 stationary law is the exact posterior; keeping one v_i per state, chosen with probability
 proportional to its weight, gives exact joint draws of (theta, beta, b).  The Laplace step only
-decides how efficient the sampler is.
+decides how efficient the sampler is: any centre and any positive definite scale give an exact
+sampler, provided log q is that of the draws, so the Newton search may stop early and the scale may
+be the Hessian of its last iterate.
 
-The Newton iterations are batched over walkers.  A single scalar term (1 | g) uses the arrowhead
-structure of the Hessian (O(n p^2) per step, any number of levels); other models use dense
-[Z Lambda | X] matrices, which suits up to a few hundred random effects.
+H = A'WA + diag(P0) with A = [Z Lambda | X_c] and W the Fisher information of each observation is
+lme4's penalized least-squares matrix with the coefficient prior as p pseudo-observations
+(x = e_j, weight P0_j).  Its Cholesky factor L comes from the project's blocked kernel
+(:mod:`mixedpy.linalg.blocked`): the block structure is analysed once per model and every walker's
+Newton step only refreshes the weights, so memory is O(nnz) for any term structure (crossed,
+nested, vector-valued).  log|H| = ldL2 + ldRX2, Newton steps are H^{-1} g = L^{-T} L^{-1} g and the
+proposal draws are v-hat + L^{-T} z.  The walkers are looped over for the factor; everything
+else (linear predictors, gradients, log-likelihoods) is batched over walkers.  A single scalar term
+(1 | g) has an arrowhead H, factored batched over walkers in closed form
+(:class:`ScalarTermAlgebra`).  Log-likelihoods, scores and weights are those of
+:mod:`mixedpy.families`, the objects glmer uses.
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
+from ..families import Response, get_family
+from ..linalg.blocked import CrossProducts, NotPositiveDefinite, TermBlock
 from ..validation import check_binomial_response, check_poisson_response
 from .model import Centering, coefficient_logprior, coefficient_prior_arrays, covariance_terms
 from .priors import ResolvedPriors
 
 _LOG2PI = np.log(2 * np.pi)
-_MAX_DIM = 2000
+#: the importance proposal's Newton search stops after the step whose decrement g'H^{-1}g is below
+#: this for every walker: from the rescaled start (GLMMPosterior._start) that is usually the first
+#: step, after which the centre is within about 1e-4 (squared Mahalanobis distance) of the mode;
+#: this costs the importance weights nothing measurable and saves two or three factorizations
+_PROPOSAL_DECREMENT = 1.0
+#: linear predictors of the importance draws are formed this many entries at a time
+_CHUNK = 4_000_000
 
 
-class DenseAlgebra:
-    """The linear algebra of the Laplace step with dense A = [Z Lambda | X_c] per walker, (W, n, d)."""
+def unit_columns(rows) -> list[list[bool]]:
+    """For each term's model matrix, which columns are all ones."""
+    return [[bool(np.all(M[:, a] == 1.0)) for a in range(M.shape[1])] for _, M, _ in rows]
 
-    def __init__(self, A: np.ndarray):
-        self.A = A
-        self.At = np.swapaxes(A, 1, 2)
 
-    def linpred(self, V: np.ndarray) -> np.ndarray:
-        """A v for v of shape (W, d) -> (W, n), or (W, N, d) -> (W, N, n)."""
-        if V.ndim == 2:
-            return (self.A @ V[..., None])[..., 0]
-        return V @ self.At
+class TermsAlgebra:
+    """Products with A = [Z Lambda | X_c] for every walker without forming A (O(W n) memory).
+
+    ``rows`` holds (codes (n,), model matrix (n, k), levels J) per term, ``chols`` the (W, k, k)
+    factors Lambda_i of each term; v = (u_1, ..., u_T, beta) with u_i level-major (J_i x k_i).
+    """
+
+    def __init__(self, rows, chols, Xc: np.ndarray, unit=None):
+        self.rows, self.chols, self.Xc = rows, chols, Xc
+        self.q = sum(J * M.shape[1] for _, M, J in rows)
+        #: per term and column, whether the model-matrix column is all ones (an intercept: no product)
+        self.unit = unit_columns(rows) if unit is None else unit
+
+    def linpred(self, V: np.ndarray, walkers: slice = slice(None)) -> np.ndarray:
+        """A v for v of shape (W, d) -> (W, n), or (W, N, d) -> (W, N, n); ``walkers`` selects the
+        walkers V belongs to."""
+        W, d = V.shape[0], V.shape[-1]
+        Vf = V.reshape(-1, d)                  # 2-d products: broadcast batched matmul is slow
+        R = Vf.shape[0]
+        eta = Vf[:, self.q:] @ self.Xc.T
+        off = 0
+        for (codes, M, J), L, unit in zip(self.rows, self.chols, self.unit):
+            k = M.shape[1]
+            L = L[walkers]
+            u = Vf[:, off:off + J * k].reshape(W, R // W, J, k)
+            for a in range(k):                 # b_j = Lambda u_j, column a, as k vector operations
+                b = L[:, a, 0, None, None] * u[..., 0]
+                for c in range(1, a + 1):
+                    b += L[:, a, c, None, None] * u[..., c]
+                g = np.take(b.reshape(R, J), codes, axis=1)
+                if not unit[a]:
+                    g *= M[:, a]
+                eta += g
+            off += J * k
+        return eta.reshape(V.shape[:-1] + (eta.shape[-1],))
+
+    def group_sum(self, codes: np.ndarray, J: int, values: np.ndarray) -> np.ndarray:
+        """sum over the rows of each level: (W, n) -> (W, J)."""
+        W = values.shape[0]
+        idx = (np.arange(W)[:, None] * J + codes[None, :]).ravel()
+        return np.bincount(idx, weights=values.ravel(), minlength=W * J).reshape(W, J)
 
     def gradient(self, score: np.ndarray) -> np.ndarray:
-        return (self.At @ score[..., None])[..., 0]
+        """A' s for s (W, n): Lambda_i' Z_i' s per term and X_c' s."""
+        out = []
+        for (codes, M, J), L in zip(self.rows, self.chols):
+            S = np.stack([self.group_sum(codes, J, score * M[:, a]) for a in range(M.shape[1])], axis=2)
+            out.append((S @ L).reshape(score.shape[0], -1))          # (Lambda' s)_j = L' s_j
+        out.append(score @ self.Xc)
+        return np.concatenate(out, axis=1)
 
-    def factor(self, info: np.ndarray, P0: np.ndarray) -> "DenseFactor":
-        return DenseFactor(np.linalg.cholesky(self.At @ (self.A * info[..., None]) + np.diag(P0)[None]))
+
+class KernelAlgebra(TermsAlgebra):
+    """The Laplace step's factor from the blocked kernel, one :class:`CrossProducts` per walker.
+
+    The cross-products are those of the rows augmented by p prior pseudo-observations
+    (x = e_j, weight P0_j, no random effect) and one row with response 1 (so the [X | y] block stays
+    positive definite); ``structure`` is their block structure, analysed once per model.
+    """
+
+    def __init__(self, rows, chols, Xc, blocks, X_aug, y_aug, structure, unit=None):
+        super().__init__(rows, chols, Xc, unit)
+        self.blocks, self.X_aug, self.y_aug, self.structure = blocks, X_aug, y_aug, structure
+
+    def factor(self, info: np.ndarray, P0: np.ndarray) -> "KernelFactor":
+        p = self.X_aug.shape[1]
+        pseudo = np.concatenate([np.sqrt(P0[self.q:]), [1.0]])
+        factors = []
+        for w in range(info.shape[0]):
+            sqrt_w = np.concatenate([np.sqrt(info[w]), pseudo])
+            cp = CrossProducts(self.blocks, self.X_aug, self.y_aug, sqrt_w, structure=self.structure)
+            try:
+                factors.append(cp.factor([L[w] for L in self.chols]))
+            except NotPositiveDefinite:
+                factors.append(None)
+        return KernelFactor(factors, self.q, p)
 
 
-class DenseFactor:
-    """H = L L' (W, d, d)."""
+class KernelFactor:
+    """H = L L' per walker from :class:`~mixedpy.linalg.blocked.BlockedFactor` (None where the
+    factorization failed: its log-determinant and solves are NaN, so the walker's target is -inf)."""
 
-    def __init__(self, L: np.ndarray):
-        self.L = L
-        self.half_logdet = np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+    def __init__(self, factors, q: int, p: int):
+        self.factors, self.d = factors, q + p
+        self.half_logdet = np.array([np.nan if f is None else 0.5 * (f.ldL2 + f.ldRX2) for f in factors])
+
+    def _each(self, solve, x: np.ndarray) -> np.ndarray:
+        out = np.full(x.shape, np.nan)
+        for w, f in enumerate(self.factors):
+            if f is not None:
+                out[w] = solve(f, x[w])
+        return out
 
     def solve(self, g: np.ndarray) -> np.ndarray:
         """H^{-1} g for g (W, d)."""
-        y = np.linalg.solve(self.L, g[..., None])
-        return np.linalg.solve(np.swapaxes(self.L, 1, 2), y)[..., 0]
+        def one(f, gw):
+            q1 = f.cp.q1
+            c1, c2 = f.solve_lower(gw[:q1], gw[q1:])
+            x1, x2 = f.solve_upper(c1, c2)
+            return np.concatenate([x1, x2])
+        return self._each(one, g)
 
     def solve_upper(self, z: np.ndarray) -> np.ndarray:
-        """L^{-T} z for z (W, N, d), as rows: (L^{-T} z)' = z' L^{-1}."""
-        return z @ np.linalg.inv(self.L)
+        """L^{-T} z for z (W, N, d)."""
+        def one(f, zw):
+            q1 = f.cp.q1
+            x1, x2 = f.solve_upper(zw[:, :q1].T, zw[:, q1:].T)
+            return np.concatenate([x1, x2], axis=0).T
+        return self._each(one, z)
 
 
-class ScalarTermAlgebra:
-    """The same algebra for one scalar term (1 | g) or (0 + x | g), without forming A.
+class ScalarTermAlgebra(TermsAlgebra):
+    """The factor for one scalar term (1 | g) or (0 + x | g), batched over walkers in closed form.
 
     With a_i = lambda m_i on column codes_i, H = A'WA + diag(P0) is an arrowhead matrix:
     D (J, diagonal) = lambda^2 sum_{i in j} w_i m_i^2 + 1,  C (J x p) = lambda sum_{i in j} w_i m_i x_i',
     H_bb = X'WX + diag(P0_b); its Cholesky factor is [[D^1/2, 0], [C'D^-1/2, chol(S)]] with the Schur
-    complement S = H_bb - C'D^{-1}C.  Each Newton step costs O(n p^2) instead of O(n (J + p)^2).
+    complement S = H_bb - C'D^{-1}C (the kernel's Diagonal first block and dense fixed block,
+    written out for all walkers at once).  Each Newton step costs O(n p^2).
     """
 
-    def __init__(self, lam: np.ndarray, m: np.ndarray, codes: np.ndarray, J: int, Xc: np.ndarray):
-        import scipy.sparse as sp
-
-        self.lam, self.m, self.codes, self.J, self.Xc = lam, m, codes, J, Xc
-        self.G = sp.csr_matrix((np.ones(codes.size), (codes, np.arange(codes.size))), shape=(J, codes.size))
-
-    def _group_sum(self, values: np.ndarray) -> np.ndarray:
-        """sum over the rows of each level: (W, n[, p]) -> (W, J[, p])."""
-        W, n = values.shape[:2]
-        flat = np.moveaxis(values, 1, 0).reshape(n, -1)
-        return np.moveaxis((self.G @ flat).reshape((self.J, W) + values.shape[2:]), 0, 1)
-
-    def linpred(self, V: np.ndarray) -> np.ndarray:
-        u, beta = V[..., :self.J], V[..., self.J:]
-        lam = self.lam.reshape((-1,) + (1,) * (V.ndim - 1))
-        return lam * self.m * u[..., self.codes] + beta @ self.Xc.T
-
-    def gradient(self, score: np.ndarray) -> np.ndarray:
-        g_u = self.lam[:, None] * self._group_sum(score * self.m)
-        return np.concatenate([g_u, score @ self.Xc], axis=1)
-
     def factor(self, info: np.ndarray, P0: np.ndarray) -> "ArrowheadFactor":
-        wm = info * self.m
-        D = self.lam[:, None] ** 2 * self._group_sum(wm * self.m) + P0[:self.J]
-        C = self.lam[:, None, None] * self._group_sum(wm[..., None] * self.Xc[None])
-        Hbb = np.einsum("wn,np,nq->wpq", info, self.Xc, self.Xc) + np.diag(P0[self.J:])[None]
+        (codes, M, J), = self.rows
+        lam = self.chols[0][:, 0, 0]
+        m = M[:, 0]
+        wm = info * m
+        D = lam[:, None] ** 2 * self.group_sum(codes, J, wm * m) + P0[:J]
+        C = np.zeros(D.shape + (self.Xc.shape[1],))
+        for j, x in enumerate(self.Xc.T):
+            C[:, :, j] = lam[:, None] * self.group_sum(codes, J, wm * x)
+        Hbb = np.einsum("wn,np,nq->wpq", info, self.Xc, self.Xc) + np.diag(P0[J:])[None]
         return ArrowheadFactor(D, C, Hbb)
 
 
@@ -117,26 +199,28 @@ class ArrowheadFactor:
     def __init__(self, D: np.ndarray, C: np.ndarray, Hbb: np.ndarray):
         self.D, self.C = D, C
         self.sqrtD = np.sqrt(D)
-        S = Hbb - np.einsum("wjp,wj,wjq->wpq", C, 1.0 / D, C)
+        self.CD = C / D[..., None]                                   # D^{-1} C
+        S = Hbb - np.swapaxes(C, 1, 2) @ self.CD
         self.LS = np.linalg.cholesky(S)
+        # the p x p triangles are tiny: one batched inverse beats a batched solve per use
+        self.LSinv = np.linalg.inv(self.LS)
         self.half_logdet = np.log(self.sqrtD).sum(axis=1) + np.log(np.diagonal(self.LS, axis1=1, axis2=2)).sum(axis=1)
 
     def solve(self, g: np.ndarray) -> np.ndarray:
         J = self.D.shape[1]
         g_u, g_b = g[:, :J], g[:, J:]
-        rhs = g_b - np.einsum("wjp,wj->wp", self.C, g_u / self.D)
-        y = np.linalg.solve(self.LS, rhs[..., None])
-        step_b = np.linalg.solve(np.swapaxes(self.LS, 1, 2), y)[..., 0]
-        step_u = (g_u - np.einsum("wjp,wp->wj", self.C, step_b)) / self.D
+        rhs = g_b - (g_u[:, None, :] @ self.CD)[:, 0]
+        y = (self.LSinv @ rhs[..., None])[..., 0]
+        step_b = (y[:, None, :] @ self.LSinv)[:, 0]
+        step_u = g_u / self.D - (self.CD @ step_b[..., None])[..., 0]
         return np.concatenate([step_u, step_b], axis=1)
 
     def solve_upper(self, z: np.ndarray) -> np.ndarray:
         """L^{-T} z for z (W, N, d): L' = [[D^1/2, D^-1/2 C], [0, LS']]."""
         J = self.D.shape[1]
         z_u, z_b = z[..., :J], z[..., J:]
-        LSt = np.swapaxes(self.LS, 1, 2)
-        x_b = np.linalg.solve(LSt[:, None], z_b[..., None])[..., 0]          # LS' x_b = z_b
-        x_u = (z_u - np.einsum("wjp,wnp->wnj", self.C, x_b) / self.sqrtD[:, None, :]) / self.sqrtD[:, None, :]
+        x_b = z_b @ self.LSinv                                             # LS' x_b = z_b
+        x_u = (z_u - (x_b @ np.swapaxes(self.C, 1, 2)) / self.sqrtD[:, None, :]) / self.sqrtD[:, None, :]
         return np.concatenate([x_u, x_b], axis=2)
 
 
@@ -144,8 +228,9 @@ class GLMMPosterior:
     """Posterior of a binomial/Poisson GLMM as a pseudo-marginal target over the covariance parameters."""
 
     def __init__(self, design, family: str, link: str, priors: ResolvedPriors | None, n_importance: int = 16,
-                 df: float = 8.0):
+                 df: float | None = None):
         self.design, self.family, self.link = design, family, link
+        self.fam = get_family(family, link)
         self.terms = design.terms
         self.names = design.fixef_names
         y = np.asarray(design.y, dtype=float)
@@ -163,10 +248,8 @@ class GLMMPosterior:
         else:
             check_poisson_response(y, design.response_name)
             self.k_obs, self.trials, self.y_for_priors = y, None, y
-        self._log_choose = (special.gammaln(self.trials + 1) - special.gammaln(self.k_obs + 1)
-                            - special.gammaln(self.trials - self.k_obs + 1)) if family == "binomial" \
-            else special.gammaln(self.k_obs + 1)
         self.obs_w = np.ones(len(self.k_obs)) if (w is None or family == "binomial") else np.asarray(w, float)
+        self._const = self.fam.loglik_const(self._response())
         X = np.asarray(design.X, dtype=float)
         self.centering = Centering.of(X, self.names)
         self.Xc = self.centering.center(X)
@@ -174,20 +257,48 @@ class GLMMPosterior:
         self._rows = [(t.codes, t.model_matrix) for t in self.terms]
         if family == "binomial":
             self._collapse_identical_rows()
+        self.resp = self._response()
         self.n, self.p = self.Xc.shape
         self.q = sum(t.n_coefs for t in self.terms)
         self.d = self.q + self.p
         self._scalar_term = len(self.terms) == 1 and self.terms[0].k == 1
-        if self.d > _MAX_DIM and not self._scalar_term:
-            raise ValueError(f"bayes_glmer's dense Laplace proposal handles up to {_MAX_DIM} random + fixed effects; "
-                             f"this model has {self.d}")
-        self.N, self.df = int(n_importance), float(df)
+        self._kernel_setup()
+        # the radius of a d-variate t is sqrt(d F(d, nu)), whose relative spread sqrt(2/d + 2/nu) matches the
+        # Laplace normal's sqrt(2/d) only for nu >~ d: nu = 8 in VerbAgg's 346 dimensions gave importance
+        # log-weights of variance ~5000 (a Gaussian ~5), nu = d keeps polynomial tails without that cost
+        self.N = int(n_importance)
+        self.df = max(8.0, float(self.d)) if df is None else float(df)
         if self.N < 1:
             raise ValueError("n_importance must be at least 1")
         self.blob_dim = self.d
         self.rng = np.random.default_rng()
         if priors is not None:
             self.set_priors(priors)
+
+    def _response(self) -> Response:
+        """The counts as a :class:`~mixedpy.families.Response`: binomial k successes of m trials
+        (y = k / m, weights = m), Poisson counts with their weights."""
+        if self.family == "binomial":
+            m = self.trials
+            y = np.divide(self.k_obs, m, out=np.zeros_like(self.k_obs, dtype=float), where=m > 0)
+            return Response(y=y, weights=m, trials=m, two_column=True)
+        return Response(y=self.k_obs, weights=self.obs_w, trials=np.ones_like(self.k_obs), two_column=False)
+
+    def _kernel_setup(self) -> None:
+        """The rows of the blocked kernel and their block structure, analysed once per model:
+        the data rows, p prior pseudo-observations and one row with response 1 (KernelAlgebra)."""
+        extra = self.p + 1
+        self._term_rows = [(np.asarray(c), np.asarray(M, dtype=float), t.n_levels)
+                           for (c, M), t in zip(self._rows, self.terms)]
+        self._unit = unit_columns(self._term_rows)
+        # the pseudo-rows take the levels of the first data row, a combination that exists already,
+        # so the block structure is the data's (a new level pair could turn a nested block dense)
+        self._blocks = [TermBlock(np.concatenate([c, np.full(extra, c[0], dtype=c.dtype)]),
+                                  np.vstack([M, np.zeros((extra, M.shape[1]))]), J) for c, M, J in self._term_rows]
+        self._X_aug = np.vstack([self.Xc, np.eye(self.p), np.zeros((1, self.p))])
+        self._y_aug = np.concatenate([np.zeros(self.n + self.p), [1.0]])
+        self._structure = None if self._scalar_term else CrossProducts.analyse(
+            self._blocks, [t.group_name for t in self.terms])
 
     def _collapse_identical_rows(self) -> None:
         """Merge binomial rows with the same levels, covariates and offset into one row of summed
@@ -205,7 +316,7 @@ class GLMMPosterior:
         inverse, G = inverse.ravel(), first.size
         self.k_obs = np.bincount(inverse, weights=self.k_obs, minlength=G)
         self.trials = np.bincount(inverse, weights=self.trials, minlength=G)
-        self._log_choose = np.bincount(inverse, weights=self._log_choose, minlength=G)
+        self._const = np.bincount(inverse, weights=self._const, minlength=G)
         self.obs_w = np.ones(G)
         self.Xc, self.offset = self.Xc[first], self.offset[first]
         self._rows = [(c[first], M[first]) for c, M in self._rows]
@@ -241,60 +352,46 @@ class GLMMPosterior:
         return chols, lp
 
     def _design(self, chols):
-        """The Laplace step's linear algebra for every walker: structured for one scalar term,
-        dense A = [Z Lambda | X_c] (W, n, q + p) otherwise."""
+        """The Laplace step's linear algebra for every walker: batched closed form for one scalar
+        term, the blocked kernel otherwise."""
         if self._scalar_term:
-            codes, M = self._rows[0]
-            return ScalarTermAlgebra(chols[0][:, 0, 0], M[:, 0], codes, self.terms[0].n_levels, self.Xc)
-        W = chols[0].shape[0]
-        A = np.zeros((W, self.n, self.d))
-        off, rows = 0, np.arange(self.n)
-        for t, (codes, M), L in zip(self.terms, self._rows, chols):
-            ML = np.einsum("nk,wkl->wnl", M, L)          # row r: M[r] L
-            cols = off + codes[:, None] * t.k + np.arange(t.k)[None, :]
-            A[:, rows[:, None], cols] = ML
-            off += t.n_coefs
-        A[:, :, self.q:] = self.Xc
-        return DenseAlgebra(A)
+            return ScalarTermAlgebra(self._term_rows, chols, self.Xc, self._unit)
+        if self._structure is None:
+            self._structure = CrossProducts.analyse(self._blocks, [t.group_name for t in self.terms])
+        return KernelAlgebra(self._term_rows, chols, self.Xc, self._blocks, self._X_aug, self._y_aug,
+                             self._structure, self._unit)
 
     def _loglik(self, eta):
-        """log p(y | eta) per observation (the importance weights need nothing more)."""
-        if self.family == "poisson":
-            return (self.k_obs * eta - np.exp(np.clip(eta, -700, 700)) - self._log_choose) * self.obs_w
-        n, k, lc = self.trials, self.k_obs, self._log_choose
-        if self.link == "logit":
-            return lc + k * eta - n * np.logaddexp(0.0, eta)
-        return lc + k * special.log_ndtr(eta) + (n - k) * special.log_ndtr(-eta)
-
-    def _loglik_terms(self, eta):
-        """log p(y | eta) per observation, score and Fisher information (canonical links: observed = Fisher)."""
-        ll = self._loglik(eta)
-        if self.family == "poisson":
-            mu = np.exp(np.clip(eta, -700, 700))
-            return ll, (self.k_obs - mu) * self.obs_w, mu * self.obs_w
-        n, k = self.trials, self.k_obs
-        if self.link == "logit":
-            p = special.expit(eta)
-            return ll, k - n * p, n * p * (1 - p)
-        # probit: Fisher scoring weights n phi^2 / (p (1 - p))
-        phi = stats.norm.pdf(eta)
-        p = np.clip(special.ndtr(eta), 1e-12, 1 - 1e-12)
-        score = phi * (k / p - (n - k) / (1 - p))
-        return ll, score, n * phi ** 2 / (p * (1 - p))
+        """log p(y | eta) per observation (families.py, the functions glmer uses)."""
+        return self.fam.loglik_eta(eta, self.resp, self._const)
 
     def _penalized(self, alg, v):
         eta = alg.linpred(v) + self.offset
-        ll, score, info = self._loglik_terms(eta)
+        ll = self._loglik(eta)
+        score, info = self.fam.score_info(eta, self.resp)
         pen = 0.5 * np.sum(self.P0 * (v - self.m0) ** 2, axis=1)
         return ll.sum(axis=1) - pen, score, info
 
-    def _mode(self, alg, W: int, iters: int = 40, tol: float = 1e-7):
-        """Joint mode of (u, beta) and the factor of the negative Hessian there (damped Newton)."""
-        v = np.tile(self._v_start, (W, 1))
+    def _mode(self, alg, W: int, iters: int = 40, tol: float = 1e-12, final_factor: bool = True):
+        """Joint mode of (u, beta) and a factor of the negative Hessian (damped Newton).
+
+        Stops after the step whose Newton decrement g'H^{-1}g is below ``tol`` for every walker
+        (for the canonical links H is the exact Hessian and Newton converges quadratically: the
+        iterate then is within about tol^2 of the mode; probit's Fisher scoring converges
+        linearly, its last step leaves an error of order tol).  With
+        ``final_factor=False`` the factor returned is the last one the search used, at the iterate
+        before the last step, which saves a factorization and is a valid proposal scale all the
+        same (module docstring)."""
+        v = self._start(alg.chols)
         f, score, info = self._penalized(alg, v)
+        fac = None
         for _ in range(iters):
             g = alg.gradient(score) - self.P0 * (v - self.m0)
-            step = alg.factor(info, self.P0).solve(g)
+            fac = alg.factor(info, self.P0)
+            step = fac.solve(g)
+            step = np.where(np.isfinite(step), step, 0.0)     # a failed factor: the walker stays (-inf)
+            decrement = np.sum(step * g, axis=1)
+            decrement[~np.isfinite(decrement)] = 0.0          # a lost walker does not hold the others back
             t = np.ones(W)
             for _ in range(30):                          # halve the step where the objective went down
                 v_new = v + t[:, None] * step
@@ -303,30 +400,39 @@ class GLMMPosterior:
                 if not worse.any():
                     break
                 t = np.where(worse, 0.5 * t, t)
-            done = np.max(np.abs(t[:, None] * step)) < tol
             v, f, score, info = v_new, f_new, s_new, i_new
-            if done:
+            if np.all(t == 1.0) and np.max(decrement) < tol:
                 break
-        return v, alg.factor(info, self.P0)
+        if final_factor or fac is None:
+            fac = alg.factor(info, self.P0)
+        return v, fac
 
     def _logjoint(self, alg, V):
-        """log p(y, v | theta) for V (W, N, d) with the exact coefficient prior."""
-        eta = alg.linpred(V) + self.offset
-        ll = self._loglik(eta).sum(axis=2)
+        """log p(y, v | theta) for V (W, N, d) with the exact coefficient prior.
+
+        The linear predictors are formed for a few walkers at a time, so that memory stays
+        O(_CHUNK) beside the O(nnz) of the data whatever W N n is."""
+        W, N = V.shape[:2]
+        ll = np.empty((W, N))
+        step = max(1, _CHUNK // max(1, N * self.n))
+        for lo in range(0, W, step):
+            sl = slice(lo, min(W, lo + step))
+            eta = alg.linpred(V[sl], walkers=sl)
+            eta += self.offset
+            ll[sl] = self._loglik(eta).sum(axis=2)
         u, beta = V[..., :self.q], V[..., self.q:]
         lp = -0.5 * np.sum(u * u, axis=2) - 0.5 * self.q * _LOG2PI
-        W, N = V.shape[:2]
         lb = coefficient_logprior(self.priors, self.names, beta.reshape(W * N, self.p)).reshape(W, N)
         return ll + lp + lb
 
     # ---- targets -----------------------------------------------------------------------------
-    def _at_mode(self, x):
+    def _at_mode(self, x, **mode_options):
         """(log prior, design, joint mode v-hat, Cholesky factor L of the Hessian there) for each
         walker, or None where the Newton search fails."""
         chols, lp = self._unpack(x)
         alg = self._design(chols)
         try:
-            v, fac = self._mode(alg, lp.size)
+            v, fac = self._mode(alg, lp.size, **mode_options)
         except np.linalg.LinAlgError:
             return None
         return lp, alg, v, fac
@@ -342,26 +448,34 @@ class GLMMPosterior:
             out = lp + lj - fac.half_logdet + 0.5 * self.d * _LOG2PI
         return np.where(np.isfinite(out), out, -np.inf)
 
+    def _importance(self, alg, v, fac, t):
+        """Importance draws V = v-hat + L^{-T} t of the Student-t proposal q (scale H^{-1}) from
+        standard multivariate-t draws t (W, N, d), and their log-weights log p(y, V | theta) - log q(V)
+        (-inf where not finite).  (V - v-hat)' H (V - v-hat) = |t|^2 and |L^{-T}| = |H|^{-1/2}."""
+        nu, d = self.df, self.d
+        V = v[:, None, :] + fac.solve_upper(t)
+        logq = (special.gammaln((nu + d) / 2) - special.gammaln(nu / 2) - 0.5 * d * np.log(nu * np.pi)
+                + fac.half_logdet[:, None] - 0.5 * (nu + d) * np.log1p(np.sum(t * t, axis=2) / nu))
+        logw = self._logjoint(alg, V) - logq
+        return V, np.where(np.isfinite(logw), logw, -np.inf)
+
     def log_prob(self, x):
         """Pseudo-marginal target: (log p_hat(y | theta) + log p(theta), chosen importance draw (W, d))."""
         x = np.atleast_2d(x)
         W = x.shape[0]
         with np.errstate(all="ignore"):
-            at = self._at_mode(x)
+            at = self._at_mode(x, tol=_PROPOSAL_DECREMENT, final_factor=False)
             if at is None:
                 return np.full(W, -np.inf), np.zeros((W, self.d))
             lp, alg, v, fac = at
-            nu, d, N = self.df, self.d, self.N
-            z = self.rng.standard_normal((W, N, d)) * np.sqrt(nu / self.rng.chisquare(nu, (W, N, 1)))
-            # v = v_hat + L^{-T} z  so that (v - v_hat)' H (v - v_hat) = |z|^2
-            V = v[:, None, :] + fac.solve_upper(z)
-            logq = (special.gammaln((nu + d) / 2) - special.gammaln(nu / 2) - 0.5 * d * np.log(nu * np.pi)
-                    + fac.half_logdet[:, None] - 0.5 * (nu + d) * np.log1p(np.sum(z * z, axis=2) / nu))
-            logw = self._logjoint(alg, V) - logq
-            logw = np.where(np.isfinite(logw), logw, -np.inf)
-            est = special.logsumexp(logw, axis=1) - np.log(N)
-            prob = np.exp(logw - logw.max(axis=1, keepdims=True))
-            prob /= prob.sum(axis=1, keepdims=True)
+            nu, N = self.df, self.N
+            t = self.rng.standard_normal((W, N, self.d)) * np.sqrt(nu / self.rng.chisquare(nu, (W, N, 1)))
+            V, logw = self._importance(alg, v, fac, t)
+            top = logw.max(axis=1, keepdims=True)
+            prob = np.exp(logw - top)
+            total = prob.sum(axis=1, keepdims=True)
+            est = (np.log(total) + top)[:, 0] - np.log(N)        # log-mean-exp of the weights
+            prob /= total
             cum = np.cumsum(prob, axis=1)
             pick = np.minimum((cum < self.rng.random((W, 1))).sum(axis=1), N - 1)
             chosen = V[np.arange(W), pick]
@@ -369,10 +483,51 @@ class GLMMPosterior:
         return np.where(np.isfinite(out), out, -np.inf), chosen
 
     def warm_start(self, x: np.ndarray):
-        """Start later Newton searches from the joint mode at x (the posterior mode of theta)."""
+        """Start later Newton searches from the joint mode at x (the posterior mode of theta),
+        with each term's u rescaled to the proposed covariance (:meth:`_start`)."""
         chols, lp = self._unpack(x)
-        v, _ = self._mode(self._design(chols), lp.size)
+        alg = self._design(chols)
+        v, _ = self._mode(alg, lp.size)
         self._v_start = v[0]
+        _, info = self.fam.score_info(alg.linpred(v) + self.offset, self.resp)
+        self._u_moves = []
+        off = 0
+        for (codes, M, J), L0 in zip(self._term_rows, chols):
+            k = M.shape[1]
+            D = np.empty((J, k, k))
+            for a in range(k):
+                for b in range(a, k):
+                    D[:, a, b] = D[:, b, a] = np.bincount(codes, weights=info[0] * M[:, a] * M[:, b], minlength=J)
+            u0 = v[0, off:off + J * k].reshape(J, k, 1)
+            T0 = L0[0]
+            r = D @ T0 @ u0 + np.linalg.solve(T0.T, u0)
+            self._u_moves.append((D, r))
+            off += J * k
+
+    def _start(self, chols) -> np.ndarray:
+        """The Newton start for each walker: beta and, per level, u(T) = (T'DT + I)^{-1} T' r.
+
+        Linearising the score around the warm-start mode b0 = T0 u0 (D_j = Z_j'WZ_j there), the
+        conditional mode of b_j under Sigma = TT' is (D_j + Sigma^{-1})^{-1} (D_j + Sigma0^{-1}) b0,
+        i.e. u_j = (T'D_jT + I)^{-1} T' r_j with r_j = (D_j T0 + T0^{-T}) u0_j: shrinkage follows the
+        proposed covariance, and the search needs one or two Newton steps instead of three or four."""
+        W = chols[0].shape[0]
+        v = np.tile(self._v_start, (W, 1))
+        if getattr(self, "_u_moves", None) is None:
+            return v
+        off = 0
+        for (D, r), L in zip(self._u_moves, chols):
+            J, k = r.shape[0], r.shape[1]
+            if k == 1:
+                lam = L[:, 0, 0, None]
+                v[:, off:off + J] = lam * r[None, :, 0, 0] / (lam * lam * D[None, :, 0, 0] + 1.0)
+                off += J
+                continue
+            Tt = np.swapaxes(L, 1, 2)[:, None]                              # (W, 1, k, k)
+            P = Tt @ D[None] @ L[:, None] + np.eye(k)
+            v[:, off:off + J * k] = np.linalg.solve(P, Tt @ r[None]).reshape(W, J * k)
+            off += J * k
+        return v
 
     def start(self) -> np.ndarray:
         """Unconstrained parameters at Sigma = 0.25 I per term (a moderate starting point for the mode search)."""

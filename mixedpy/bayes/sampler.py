@@ -10,8 +10,9 @@ walkers cost little more than few.
 Every ``thin`` ensemble steps yield ``nwalkers`` draws; a chain keeps iter - warmup draws (rounded up
 to a multiple of nwalkers), as rstanarm counts draws per chain.  With ``thin=None`` the interval is
 emcee's integrated autocorrelation time estimated on a pilot run, so kept draws are nearly
-independent.  Burn-in is ceil(warmup / nwalkers) * thin steps when ``warmup`` is given, else the
-longer of the pilot and 10 autocorrelation times (walkers start at the approximate posterior).
+independent.  Burn-in is ceil(warmup / nwalkers) * thin steps when ``warmup`` is given, else
+10 autocorrelation times, at least 50 steps (walkers start at the approximate posterior), the
+first chain's pilot counting as its burn-in.
 For the diagnostics each walker is a sequence of its own (chains * nwalkers sequences).
 """
 from __future__ import annotations
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
+
+from ..progress import progress_bar
 
 
 @contextmanager
@@ -101,7 +104,7 @@ def _initial_walkers(log_prob, mode, cov, nwalkers, rng, scale=1.0):
 
 
 def run_ensemble(log_prob, mode: np.ndarray, cov: np.ndarray, *, chains: int, iter: int, warmup: int,
-                 nwalkers: int | None = None, thin: int | None = None, seed=None, progress: bool = True,
+                 nwalkers: int | None = None, thin: int | None = None, seed=None, progress: bool | None = None,
                  blob_dim: int | None = None, warmup_given: bool = True) -> SamplerOutput:
     """Run ``chains`` independent emcee ensembles on a vectorised ``log_prob`` ((W, dim) -> (W,)).
 
@@ -109,7 +112,6 @@ def run_ensemble(log_prob, mode: np.ndarray, cov: np.ndarray, *, chains: int, it
     each walker's current state is recorded with it (used by the pseudo-marginal GLMM sampler).
     """
     import emcee
-    from tqdm.auto import tqdm
 
     dim = len(mode)
     if nwalkers is None:
@@ -152,13 +154,14 @@ def run_ensemble(log_prob, mode: np.ndarray, cov: np.ndarray, *, chains: int, it
     if warmup_given:
         n_burn = max(steps_warm * thin, 2 * thin, 20)
     else:
-        n_burn = max(pilot, 10 * thin)
-    n_total = n_burn + steps_keep * thin
-    bar = tqdm(total=chains * n_total - pilot, disable=not progress, delay=2.0, desc="emcee",
-               unit="step", leave=False)
+        # every chain starts at the approximate posterior; the first chain's pilot is its burn-in
+        n_burn = max(10 * thin, 50)
+    burns = [max(n_burn - pilot, 0)] + [n_burn] * (chains - 1)
+    bar = progress_bar(sum(burns) + chains * steps_keep * thin, progress=progress, desc="emcee", unit="step",
+                       leave=False)
     xs, lps, blobs, acc = [], [], [], []
     for c, s in enumerate(samplers):
-        burn = n_burn - (pilot if c == 0 else 0)
+        burn = burns[c]
         state = states[c]
         if burn > 0:
             for state in s.sample(state, iterations=burn, store=False):
