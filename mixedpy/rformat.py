@@ -57,14 +57,3 @@ def fround(values, digits: int) -> list[str]:
         out.append(s.lstrip("-") if float(s) == 0.0 else s)
     w = max((len(s) for s in out), default=0)
     return [s.rjust(w) for s in out]
-
-
-def format_table(rows: list[list[str]], header: list[str], align: list[str]) -> str:
-    """Lay out a text table; ``align`` is 'l' or 'r' per column."""
-    cols = list(zip(header, *rows))
-    widths = [max(len(c) for c in col) for col in cols]
-    lines = []
-    for r in [header] + rows:
-        cells = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)]
-        lines.append(" ".join(cells))
-    return "\n".join(lines)

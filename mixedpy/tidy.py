@@ -14,7 +14,7 @@ Column names and row order follow broom.mixed 0.2.9 (``tidy.merMod``, ``glance.m
   ``std.error`` (conditional SD), ordered by factor, coefficient, then level;
 * ``conf.low``/``conf.high``: Wald intervals estimate +- z_{(1+conf_level)/2} std.error (NaN for
   the variance parameters, as broom.mixed's default ``conf.method = "Wald"``), or profile
-  intervals (:func:`mixedpy.inference.confint`) with ``conf_method="profile"``.
+  intervals (:func:`mixedpy.intervals.confint`) with ``conf_method="profile"``.
 
 Bayesian posteriors (``bayes_lmer``/``bayes_glmer`` results) are tidied from their draws with the
 same term names and the ``effect`` column, so the two tables join on ``effect, group, term``
@@ -34,6 +34,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from .accessors import VarCorr, coef, fixef, ranef
+from .intervals import confint
 from .results import MixedModelFit
 
 EFFECTS = ("fixed", "ran_pars", "ran_vals", "ran_coefs")
@@ -209,8 +210,6 @@ def _(fit: MixedModelFit, effects=("ran_pars", "fixed"), conf_int: bool = True, 
         raise ValueError("profile intervals are on the sd/cor scale; use scales='sdcor'")
     profile = None
     if conf_int and method == "profile":
-        from .inference import confint
-
         profile = confint(fit, method="profile", level=level)
 
     parts = []

@@ -20,7 +20,8 @@ import mixedpy as mp
 from mixedpy.errors import BootstrapWarning, DiagnosticWarning, FitError, MixedpyInfo
 from mixedpy.formula.design import build_design
 from mixedpy.glmm import PIRLSError
-from mixedpy.inference import _Profiler, bootstrap, confint_profile
+from mixedpy.bootstrap import bootstrap
+from mixedpy.profile import LmerProfiler as _Profiler, confint_profile
 from mixedpy.lmer import fit_problem, lmm_problem
 from mixedpy.optimize import Convergence, GradientCheck, HessianCheck, OptSummary, Status, assess, minimize
 
@@ -256,7 +257,8 @@ def test_two_chains_give_rhat_and_no_chain_warning():
         warnings.simplefilter("always")
         post = mp.bayes_lmer("Reaction ~ Days + (1 | Subject)", sleep(), chains=2, iter=600, seed=3,
                              progress=False)
-    assert not [w for w in rec if issubclass(w.category, DiagnosticWarning)]
+    # the chain-count warning only: an R-hat warning (also a DiagnosticWarning) depends on the run
+    assert not [w for w in rec if issubclass(w.category, DiagnosticWarning) and "needs at least 2 chains" in str(w.message)]
     assert post.summary()["rhat"].notna().all()
 
 

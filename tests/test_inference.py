@@ -11,7 +11,9 @@ from scipy.stats import norm
 
 import mixedpy as mp
 from conftest import load_ref, ref_data
-from mixedpy.inference import BootResult, SdCorMap, _norm_inter, bootstrap, confint
+from mixedpy.bootstrap import BootResult, _norm_inter, bootstrap
+from mixedpy.intervals import confint
+from mixedpy.sdcor import SdCorMap
 
 CASES = {c["name"]: c for c in load_ref("confint_cases")["cases"]}
 MORE = load_ref("confint_more")
@@ -81,7 +83,7 @@ def test_profile_level_and_parm():
 
 def test_profile_zeta_is_signed_sqrt_of_deviance_change():
     """At an interval end the profiled ML deviance exceeds its minimum by z^2."""
-    from mixedpy.inference import _Profiler
+    from mixedpy.profile import LmerProfiler as _Profiler
 
     c = CASES["sleepstudy_reml"]
     fit = fit_of(c["formula"], c["data"])
@@ -202,7 +204,7 @@ def test_anova_three_models_mixed_reml_ml():
 def test_anova_errors():
     m1 = fit_of("Reaction ~ Days + (1 | Subject)", "sleepstudy.csv")
     with pytest.raises(ValueError, match="at least two"):
-        mp.anova(m1)
+        mp.anova()   # one lmer fit is lmerTest's F table (issue 12; tests/test_lmertest_summary.py)
     other = fit_of("Yield ~ 1 + (1 | Batch)", "dyestuff.csv")
     with pytest.raises(mp.DataError, match="same number of observations"):
         mp.anova(m1, other)

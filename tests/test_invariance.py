@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import mixedpy as mp
 from mixedpy.formula.design import build_design
-from mixedpy.inference import SdCorMap
+from mixedpy.sdcor import SdCorMap
 from mixedpy.linalg.response import ResponseScaling
 from mixedpy.lmer import lmm_problem
 

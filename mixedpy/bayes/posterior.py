@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from ..errors import DataError, FormulaError
-from ..formula.design import new_fixed_matrix, new_offset, new_term_matrix, newdata_group_keys
-from ..validation import check_new_group_values
+from ..newdata import model_rows, selected_terms
+from ..trials import binomial_counts, newdata_trials
+from ..printing import HtmlPre, Text
 from ..rformat import fround
 from ..varcorr import VarCorr as VarCorrTable
 from ..varcorr import VarCorrTerm
@@ -31,13 +31,18 @@ _LINKS = {"identity": (lambda e: e), "logit": special.expit, "log": np.exp,
           "probit": stats.norm.cdf}
 
 
+#: the last lines of the print: where rstanarm points to ``?print.stanreg``, the Python help
+PRINT_HELP = ("* For help interpreting the printed output see help(mixedpy.bayes.Posterior.format)",
+              "* For info on the priors used see help(mixedpy.bayes.Posterior.prior_summary)")
+
+
 def _mad_sd(a: np.ndarray, axis=0) -> np.ndarray:
     """R's mad(): 1.4826 * median |x - median(x)|."""
     med = np.median(a, axis=axis, keepdims=True)
     return 1.4826 * np.median(np.abs(a - med), axis=axis)
 
 
-class Posterior(DesignBacked):
+class Posterior(HtmlPre, DesignBacked):
     """Posterior draws of a multilevel model fitted by emcee, laid out like rstanarm's stanreg."""
 
     def __init__(self, design, family: str, link: str, priors: ResolvedPriors, draws: dict,
@@ -51,7 +56,9 @@ class Posterior(DesignBacked):
         self.chains = chains
         self.sampler_info = sampler_info
         self.method = method
-        self.trials = trials
+        # binomial trials per fitted row, read from the design (``trials``, the sampler's, may be of
+        # rows it merged)
+        self.trials = binomial_counts(design.y, design.weights)[1] if family == "binomial" else None
         self.messages: list[str] = []
 
     # ---- identification -------------------------------------------------------------------
@@ -158,12 +165,36 @@ class Posterior(DesignBacked):
                  for lab, t, S in zip(self.term_labels, self.terms, self._d["Sigma"])]
         return VarCorrTable(terms, self.sigma(stat) if self.use_scale else None)
 
-    def prior_summary(self, model_name: str = "post") -> str:
-        """rstanarm's ``prior_summary`` text (printed and returned)."""
+    def prior_summary(self, model_name: str = "post") -> Text:
+        """rstanarm's ``prior_summary``: the priors the model was fitted with, as text.
+
+        Each block names a prior as it was specified and, when rstanarm's autoscaling changed it,
+        the adjusted prior that was actually used: for a Gaussian model the coefficient scales are
+        multiplied by sd(y)/sd(x) (the intercept's by sd(y)) and the exponential rate of sigma is
+        divided by sd(y); for binomial and Poisson models only the 1/sd(x) factor applies.  The
+        intercept's prior is on the intercept after the predictors are centered (rstanarm's
+        parameterisation), so its location is the mean response, not the intercept at x = 0.
+        ``Covariance`` gives the decov (or lkj) prior of each random-effects covariance matrix:
+        the regularization of the correlation matrix (LKJ), the concentration of the Dirichlet
+        prior on the shares of the total variance, and the shape and scale of the gamma prior on
+        the square root of the average variance (rstanarm's ``?decov``).
+        """
         return prior_summary_text(self.priors, model_name)
 
-    def format(self, digits: int = 1) -> str:
-        """rstanarm's ``print(fit, digits)``: medians and MAD_SDs, sigma, error terms (posterior means)."""
+    def format(self, digits: int = 1) -> Text:
+        """rstanarm's ``print(fit, digits)``; ``print(post)`` shows it with ``digits=1``.
+
+        How to read it: the header names the model, family [link], formula and number of
+        observations.  The coefficient table gives for each fixed effect the posterior median
+        (``Median``) and the median absolute deviation of its draws scaled to be an SD
+        (``MAD_SD`` = 1.4826 median|x - median(x)|), a robust posterior SD.  ``Auxiliary
+        parameter(s)`` does the same for the residual SD sigma (Gaussian models).  ``Error terms``
+        are the random-effect SDs and correlations computed from the posterior means of the
+        covariance matrices (and the residual SD), laid out as lme4's ``VarCorr``; ``Num.
+        levels`` counts the levels of each grouping factor.  For intervals and the sampler's
+        diagnostics (R-hat, bulk and tail ESS, MCSE) use ``post.summary()``; for the priors,
+        ``post.prior_summary()``.
+        """
         fam = "gaussian [identity]" if self.family == "gaussian" else f"{self.family} [{self.link}]"
         fn = "stan_lmer" if self.family == "gaussian" else "stan_glmer"
         lines = [fn, f" family:       {fam}", f" formula:      {self.formula}", f" observations: {self.nobs}",
@@ -185,9 +216,8 @@ class Posterior(DesignBacked):
             lines += ["", "Auxiliary parameter(s):"] + table(["sigma"], np.median(s, 0), _mad_sd(s))
         lines += ["", "Error terms:", self.varcorr("mean").format(digits=digits + 1)]
         lines.append("Num. levels: " + " ".join(f"{g} {n}" for g, n in self.design.ngrps().items()) + " ")
-        lines += ["", "------", "* For help interpreting the printed output see ?print.stanreg",
-                  "* For info on the priors used see ?prior_summary.stanreg"]
-        return "\n".join(lines)
+        lines += ["", "------"] + list(PRINT_HELP)
+        return Text("\n".join(lines))
 
     def __repr__(self) -> str:
         return self.format()
@@ -198,18 +228,6 @@ class Posterior(DesignBacked):
         if draws is None or draws >= S:
             return np.arange(S)
         return np.sort(rng.choice(S, size=int(draws), replace=False))
-
-    def _term_codes(self, t, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
-        keys, missing = newdata_group_keys(t, newdata)
-        codes = pd.Index(t.levels).get_indexer(keys)
-        codes[missing] = -1
-        check_new_group_values(t.group_name, keys, codes, missing, allow_new_levels,
-                               "effects drawn as sample_new_levels says")
-        # several new levels: each distinct new level gets its own index past the fitted ones
-        new_keys = pd.Index(pd.unique(keys[codes < 0]))
-        codes = codes.copy()
-        codes[codes < 0] = t.n_levels + new_keys.get_indexer(keys[codes < 0])
-        return codes
 
     def _new_level_effects(self, i, n_new, idx, mode, rng) -> np.ndarray:
         """b for n_new unseen levels per draw (S, n_new, k)."""
@@ -238,29 +256,19 @@ class Posterior(DesignBacked):
         effect per new level; ``"uncertainty"``: the effect of a randomly chosen fitted level (brms);
         ``"rstanarm"``: one shared N(0, Sigma^(s)) draw for all new levels (rstanarm's ``_NEW_`` level).
         ``re_form="~0"`` gives population-level predictions."""
-        from ..results import MixedModelFit
-
         rng = np.random.default_rng(seed)
         idx = self._draw_index(draws, rng)
-        chosen = MixedModelFit._selected_terms(self, re_form)
-        beta = self._d["beta"][idx]
-        if newdata is None:
-            eta = beta @ self.design.X.T + self.design.offset
-            for i in chosen:
-                t = self.terms[i]
-                eta = eta + np.einsum("nk,snk->sn", t.model_matrix, self._d["b"][i][idx][:, t.codes])
-            return eta
-        newdata = pd.DataFrame(newdata).reset_index(drop=True)
-        off = new_offset(self.design, newdata) if offset is None else np.asarray(offset, dtype=float)
-        eta = beta @ new_fixed_matrix(self.design, newdata).T + off
-        for i in chosen:
-            t = self.terms[i]
-            codes = self._term_codes(t, newdata, allow_new_levels)
-            M = new_term_matrix(t, newdata)
-            n_new = int(codes.max() + 1 - t.n_levels) if len(codes) else 0
-            b_all = np.concatenate([self._d["b"][i][idx],
-                                    self._new_level_effects(i, max(n_new, 0), idx, sample_new_levels, rng)], axis=1)
-            eta = eta + np.einsum("nk,snk->sn", M, b_all[:, codes])
+        rows = model_rows(self.design, selected_terms(self.terms, re_form), newdata, allow_new_levels,
+                          "effects drawn as sample_new_levels says")
+        off = rows.offset if offset is None or newdata is None else np.asarray(offset, dtype=float)
+        eta = self._d["beta"][idx] @ rows.X.T + off
+        for tr in rows.terms:
+            # each distinct new level gets its own index past the fitted ones
+            codes = np.where(tr.codes >= 0, tr.codes, tr.n_fitted + tr.new_levels)
+            n_new = int(tr.new_levels.max()) + 1 if len(codes) else 0
+            b_all = np.concatenate([self._d["b"][tr.index][idx],
+                                    self._new_level_effects(tr.index, n_new, idx, sample_new_levels, rng)], axis=1)
+            eta = eta + np.einsum("nk,snk->sn", tr.matrix, b_all[:, codes])
         return eta
 
     def posterior_epred(self, newdata=None, draws=None, re_form=None, allow_new_levels=False,
@@ -272,19 +280,7 @@ class Posterior(DesignBacked):
     def _trials(self, newdata) -> np.ndarray | None:
         if self.family != "binomial":
             return None
-        if newdata is None:
-            return self.trials
-        from ..formula.design import _eval_expr, _response_parts
-
-        parts = _response_parts(self.design.response_name)
-        if len(parts) == 2:
-            try:
-                frame = pd.DataFrame(newdata).reset_index(drop=True)
-                return sum(np.asarray(_eval_expr(p, frame, self.design.env), dtype=float) for p in parts)
-            except (FormulaError, ValueError, TypeError) as exc:  # a missing column, or not numeric
-                raise DataError("newdata needs the columns of the cbind() response to know the number of "
-                                f"trials ({exc})") from exc
-        return np.ones(len(newdata))
+        return self.trials if newdata is None else newdata_trials(self.design, newdata)
 
     def posterior_predict(self, newdata=None, draws=None, re_form=None, allow_new_levels=False,
                           sample_new_levels="gaussian", seed=None, offset=None) -> np.ndarray:
@@ -311,7 +307,7 @@ class Posterior(DesignBacked):
             s = self._d["sigma"][:, None]
             ll = stats.norm.logpdf(y[None, :], eta, s)
         elif self.family == "binomial":
-            k = y[:, 0] if y.ndim == 2 else y
+            k = np.round(binomial_counts(y, self.design.weights)[0])   # proportions x weights: whole up to rounding
             n = self.trials
             ll = stats.binom.logpmf(k[None, :], n[None, :], special.expit(eta) if self.link == "logit"
                                     else _LINKS[self.link](eta))
