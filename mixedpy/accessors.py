@@ -28,7 +28,11 @@ def fixef(fit) -> pd.Series:
 def ranef(fit, condvar: bool = False) -> dict[str, pd.DataFrame]:
     """Conditional modes per grouping factor: DataFrame (levels x coefficients).  With
     ``condvar=True`` each frame carries ``.attrs["condsd"]`` (conditional SDs, same shape) and
-    ``.attrs["postVar"]`` (list of (J, k, k) conditional covariances, one per term)."""
+    ``.attrs["postVar"]`` (list of (J, k, k) conditional covariances, one per term).
+
+    For a fit the result is a :class:`mixedpy.results.Ranef` (a dict): ``.condsd`` gives the SD
+    frames and ``.to_frame()`` lme4's ``as.data.frame(ranef(fit, condVar = TRUE))``, the long table
+    grpvar, term, grp, condval, condsd."""
     raise _unsupported("ranef", fit)
 
 

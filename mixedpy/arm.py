@@ -10,7 +10,8 @@ brand-new groups.
 
 Everything here is written against attributes shared by lmer and glmer fits (``use_scale``,
 ``sigma``, ``beta``, ``b_list``, ``theta``, ``state.factor``, ``loglik``, ``aic``, ``deviance``,
-``vcov_array``, ``nobs``, ``ngrps``), so a GLMM fit works the same way.
+``vcov_array``, ``nobs``, ``ngrps``), so a GLMM fit works the same way.  ``display``'s text is laid
+out in :mod:`mixedpy.printing`; lme4's ``simulate`` is in :mod:`mixedpy.simulate`.
 """
 from __future__ import annotations
 
@@ -18,93 +19,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from .accessors import coef, fixef, ranef, sigma_hat
-from .formula.design import new_fixed_matrix, new_offset, new_term_matrix, newdata_group_keys
-from .rformat import format_r, fround, round_r
+from .newdata import model_rows, selected_terms
+from .printing import Text, display_text
+from .progress import interactive
 
 # --------------------------------------------------------------------------------------------
 # display()
 # --------------------------------------------------------------------------------------------
-
-
-def _print_char_matrix(rownames: list[str], header: list[str], cells: list[list[str]]) -> list[str]:
-    """R's ``print(<character matrix>, quote = FALSE)``: every column (row names included)
-    left-justified to its widest entry and separated by one space."""
-    cols = list(zip(*cells)) if cells else [[] for _ in header]
-    wr = max((len(r) for r in rownames), default=0)
-    widths = [max([len(h)] + [len(c) for c in col]) for h, col in zip(header, cols)]
-    lines = [" " * wr + "".join(" " + h.ljust(w) for h, w in zip(header, widths))]
-    for r, row in zip(rownames, cells):
-        lines.append(r.ljust(wr) + "".join(" " + c.ljust(w) for c, w in zip(row, widths)))
-    return lines
-
-
-def _print_named_vector(names: list[str], values: list[str]) -> list[str]:
-    """R's ``print(<named character vector>, quote = FALSE)``: one common width, right-justified."""
-    w = max(len(s) for s in names + values)
-    return ["".join(s.rjust(w) + " " for s in names), "".join(s.rjust(w) + " " for s in values)]
-
-
-def _call_line(fit) -> str:
-    family = getattr(fit, "family", None)
-    data = getattr(fit, "data_name", "data")
-    if family is None:
-        reml = "" if getattr(fit, "reml", True) else ", REML = FALSE"
-        return f"lmer(formula = {fit.formula}, data = {data}{reml})"
-    return f"glmer(formula = {fit.formula}, data = {data}, family = {family.name})"
-
-
-def _coef_lines(fit, digits: int, detail: bool) -> list[str]:
-    est = np.asarray(fit.beta, dtype=float)
-    if est.size == 0:
-        return []
-    se = np.sqrt(np.diag(np.asarray(fit.vcov_array)))
-    stat = est / se
-    if fit.use_scale:
-        header, cols = ["coef.est", "coef.se", "t value"], [est, se, stat]
-    else:
-        header, cols = ["coef.est", "coef.se", "z value", "Pr(>|z|)"], [est, se, stat, 2 * norm.sf(np.abs(stat))]
-    if not detail:
-        header, cols = header[:2], cols[:2]
-    M = np.column_stack(cols)
-    if not detail and est.size == 1:
-        # arm's quirk: coefs[, 1:2] of a one-row matrix drops to a named vector (no row name)
-        return _print_named_vector(header, fround(M.ravel(), digits))
-    flat = fround(M.ravel(), digits)  # one format() over the whole matrix: common width
-    cells = [flat[i * M.shape[1]:(i + 1) * M.shape[1]] for i in range(M.shape[0])]
-    return _print_char_matrix(list(fit.fixef_names), header, cells)
-
-
-def _error_term_lines(fit, digits: int) -> list[str]:
-    """arm's ``as.matrix.VarCorr`` without its Variance column: Groups, Name, Std.Dev., Corr..."""
-    vc = fit.varcorr()
-    sc = fit.sigma if fit.use_scale else 1.0
-    groups, names, sds = [], [], []
-    for t in vc.terms:
-        for i, name in enumerate(t.coef_names):
-            groups.append(t.label if i == 0 else "")
-            names.append(name)
-        sds.extend(t.sd)
-    groups.append("Residual")
-    names.append("")
-    sds.append(sc)
-    sd_txt = fround(sds, digits)
-    header = ["Groups", "Name", "Std.Dev."]
-    rows = [[g, n, s] for g, n, s in zip(groups, names, sd_txt)]
-    maxlen = max(len(t.coef_names) for t in vc.terms) if vc.terms else 1
-    if maxlen > 1:
-        corr_rows = []
-        for t in vc.terms:
-            k = len(t.coef_names)
-            cc = np.asarray(fround(t.corr.ravel(), digits), dtype=object).reshape(k, k)
-            for i in range(k):
-                corr_rows.append([cc[i, j] if j < i else "" for j in range(k)] + [""] * (maxlen - k))
-        corr_rows.append([""] * maxlen)
-        header += ["Corr"] + [""] * (maxlen - 1)
-        rows = [r + c for r, c in zip(rows, corr_rows)]
-    return _print_char_matrix([""] * len(rows), header, rows)
 
 
 def display_deviance(fit) -> float:
@@ -116,8 +39,14 @@ def display_deviance(fit) -> float:
     return float(fit.deviance)
 
 
-def display(fit, digits: int = 2, detail: bool = False, print_output: bool = True) -> str:
-    """arm's ``display()`` of a mixed-model fit; returns the text and prints it.
+def display(fit, digits: int = 2, detail: bool = False, print_output: bool | None = None) -> Text:
+    """arm's ``display()`` of a mixed-model fit, as :class:`~mixedpy.printing.Text`: a ``str`` that
+    shows as arm's text at the prompt (``<pre>`` in Jupyter).
+
+    ``print_output=None`` does what R's ``display()`` does with its invisible return: in a script
+    the text is printed; at an interactive prompt (Python's ``-i``/REPL, IPython, Jupyter) it is
+    not, because the prompt already shows the returned text and would echo it twice.
+    ``True``/``False`` force either.
 
     Layout (arm 1.13, ALGORITHMS.md 3.2): the call; ``coef.est``/``coef.se`` (plus ``t value``,
     or ``z value`` and ``Pr(>|z|)`` without a scale, when ``detail``) formatted together with
@@ -133,20 +62,11 @@ def display(fit, digits: int = 2, detail: bool = False, print_output: bool = Tru
     """
     if not hasattr(fit, "varcorr") or not hasattr(fit, "beta"):
         raise TypeError(f"display() needs a fitted lmer/glmer model, got {type(fit).__name__}")
-    lines = [_call_line(fit)]
-    lines += _coef_lines(fit, digits, detail)
-    lines += ["", "Error terms:"]
-    lines += _error_term_lines(fit, digits)
-    dev = display_deviance(fit)
-    loglik = float(fit.loglik)
-    dic = 2.0 * dev + 2.0 * loglik
-    groups = "; ".join(f"{g}, {j}" for g, j in fit.ngrps.items())
-    lines += ["---", f"number of obs: {fit.nobs}, groups: {groups}",
-              "AIC = %g, DIC = %s" % (round_r(float(fit.aic), 1), format_r([round_r(dic, 1)], 7)[0].strip()),
-              f"deviance = {fround([dev], 1)[0]} "]
-    text = "\n".join(lines)
+    text = display_text(fit, display_deviance(fit), digits, detail)
+    if print_output is None:
+        print_output = not interactive()
     if print_output:
-        print(text)
+        print(text)  # noqa: T201 - asked for by the caller (arm's display prints)
     return text
 
 
@@ -321,48 +241,6 @@ def _(s: SimResult):
     return s.sigma
 
 
-# --------------------------------------------------------------------------------------------
-# rows of new data: fixed part and per-term level codes
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Rows:
-    X: np.ndarray                 # (n, p)
-    offset: np.ndarray            # (n,)
-    terms: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]  # (term index, codes, M, new-level id)
-
-
-def _rows(fit, newdata: pd.DataFrame | None, re_form, allow_new_levels: bool) -> _Rows:
-    """X, offset and, for each chosen term, level codes (-1 = new level), the term's model matrix
-    and an id per distinct new level (-1 for existing levels; a missing group is its own level)."""
-    chosen = fit._selected_terms(re_form)
-    d = fit.design
-    if newdata is None:
-        terms = [(i, fit.terms[i].codes, fit.terms[i].model_matrix, np.full(d.nobs, -1)) for i in chosen]
-        return _Rows(d.X, d.offset, terms)
-    frame = pd.DataFrame(newdata).reset_index(drop=True)
-    X = new_fixed_matrix(d, frame)
-    off = new_offset(d, frame)
-    terms = []
-    for i in chosen:
-        t = fit.terms[i]
-        codes = fit._new_codes(t, frame, allow_new_levels)
-        keys, missing = newdata_group_keys(t, frame)
-        new = codes < 0
-        new_id = np.full(len(frame), -1)
-        if new.any():
-            keyed = np.where(missing, np.char.add("\0row", np.arange(len(frame)).astype(str)), keys.astype(str))
-            _, inv = np.unique(keyed[new], return_inverse=True)
-            new_id[new] = inv
-        terms.append((i, codes, new_term_matrix(t, frame), new_id))
-    return _Rows(X, off, terms)
-
-
-def _linkinv(fit, eta: np.ndarray) -> np.ndarray:
-    return fit._linkinv(eta)
-
-
 def fitted_draws(s: SimResult, newdata: pd.DataFrame | None = None, re_form=None,
                  allow_new_levels: bool = False, type: str = "link") -> np.ndarray:
     """Draws of ``X beta_s + sum_i Z_i b_{i,s} + offset`` for the fit's rows or ``newdata``.
@@ -373,15 +251,13 @@ def fitted_draws(s: SimResult, newdata: pd.DataFrame | None = None, re_form=None
     ``type="response"`` applies the inverse link (GLMM).  Returns an (n_sims, rows) array.
     """
     fit = s.fit
-    rows = _rows(fit, newdata, re_form, allow_new_levels)
+    rows = model_rows(fit.design, selected_terms(fit.terms, re_form), newdata, allow_new_levels)
     eta = s.fixef.to_numpy() @ rows.X.T + rows.offset[None, :]
     labels = list(fit.term_labels)
-    for i, codes, M, _ in rows.terms:
-        b = s.ranef[labels[i]]
-        contrib = np.einsum("nk,snk->sn", M, b[:, np.clip(codes, 0, None), :])
-        eta += np.where(codes[None, :] >= 0, contrib, 0.0)
+    for tr in rows.terms:
+        eta += tr.effect(s.ranef[labels[tr.index]])
     if type == "response":
-        return _linkinv(fit, eta)
+        return fit._linkinv(eta)
     if type != "link":
         raise ValueError(f"type must be 'link' or 'response', got {type!r}")
     return eta
@@ -420,16 +296,15 @@ def predictive_draws(fit_or_sim, newdata: pd.DataFrame, n_sims: int = 1000, seed
         None if seed is None else np.random.SeedSequence(seed).spawn(2)[1])
     if newdata is None:
         raise ValueError("predictive_draws needs newdata (use SimResult.fitted() for the fit's own rows)")
-    rows = _rows(fit, newdata, re_form, allow_new_levels=True)
+    rows = model_rows(fit.design, selected_terms(fit.terms, re_form), newdata, allow_new_levels=True)
     S = s.n_sims
     eta = s.fixef.to_numpy() @ rows.X.T + rows.offset[None, :]
     labels = list(fit.term_labels)
     Ts = fit.relative_factors()
     scale = s.sigma if s.sigma is not None else np.ones(S)
-    for i, codes, M, new_id in rows.terms:
-        b = s.ranef[labels[i]]                      # (S, J, k)
-        old = codes >= 0
-        eta += np.where(old[None, :], np.einsum("nk,snk->sn", M, b[:, np.clip(codes, 0, None), :]), 0.0)
+    for tr in rows.terms:
+        i, M, new_id = tr.index, tr.matrix, tr.new_levels
+        eta += tr.effect(s.ranef[labels[i]])      # draws (S, J, k) of the fitted levels
         if (new_id >= 0).any():
             n_new = int(new_id.max()) + 1
             T = Ts[i]
@@ -439,7 +314,7 @@ def predictive_draws(fit_or_sim, newdata: pd.DataFrame, n_sims: int = 1000, seed
             eta += np.where(new_id[None, :] >= 0, contrib, 0.0)
     if what == "eta":
         return eta
-    mu = _linkinv(fit, eta)
+    mu = fit._linkinv(eta)
     if what == "mu":
         return mu
     if what != "y":
@@ -463,82 +338,4 @@ def _draw_response(fit, mu: np.ndarray, scale: np.ndarray, rng, trials=None) -> 
     raise ValueError(f"predictive draws are implemented for gaussian, binomial and poisson models, not {name!r}")
 
 
-# --------------------------------------------------------------------------------------------
-# simulate()  (lme4 simulate.merMod)
-# --------------------------------------------------------------------------------------------
-
-
-def simulate(fit, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None, re_form="~0",
-             allow_new_levels: bool = False) -> pd.DataFrame:
-    """New responses from the fitted model, as lme4's ``simulate.merMod`` (ALGORITHMS.md 1.8).
-
-        eta0 = predict(newdata, re_form)                      (beta-hat, offset, chosen b-hat)
-        u ~ N(0, I) for the terms not in re_form,  r = Z_c Lambda_c u
-        LMM:  y = eta0 + sigma-hat (r + eps),  eps ~ N(0, I)   (prior weights ignored, as lme4)
-        GLMM: y ~ family(linkinv(eta0 + r))
-
-    ``re_form="~0"`` (the default, lme4's ``use.u = FALSE``) simulates new random effects for
-    every term; ``re_form=None`` conditions on all the conditional modes.  For newdata, the
-    simulated terms use newdata's own levels, so new levels need no ``allow_new_levels``.
-    Returns a DataFrame with columns ``sim_1 .. sim_nsim``.  Binomial responses come back on the
-    family's scale, the proportion of successes out of each row's trials (lme4 returns a
-    (successes, failures) matrix per simulation for a ``cbind`` response; multiply by the trials
-    to get counts).  That is the scale ``fit.refit(newresp=...)`` takes.
-    """
-    nsim = int(nsim)
-    if nsim < 1:
-        raise ValueError(f"nsim must be a positive integer, got {nsim}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    eta0 = fit.predict(newdata, re_form=re_form, allow_new_levels=allow_new_levels, type="link")
-    chosen = set(fit._selected_terms(re_form))
-    Ts = fit.relative_factors()
-    if newdata is not None:
-        frame = pd.DataFrame(newdata).reset_index(drop=True)
-    n = eta0.size
-    r = np.zeros((n, nsim))
-    for i, t in enumerate(fit.terms):
-        if i in chosen:
-            continue
-        if newdata is None:
-            codes, M, J = t.codes, t.model_matrix, t.n_levels
-        else:
-            keys, missing = newdata_group_keys(t, frame)
-            _, codes = np.unique(keys, return_inverse=True)
-            codes = np.where(missing, -1, codes)
-            J = int(codes.max()) + 1 if (codes >= 0).any() else 0
-            M = new_term_matrix(t, frame)
-        # one block of q_c x nsim standard normals, drawn before the residual noise (lme4's order)
-        u = rng.standard_normal((J, t.k, nsim))
-        b = np.einsum("ab,jbs->jas", Ts[i], u)
-        contrib = np.einsum("nk,nks->ns", M, b[np.clip(codes, 0, None)])
-        r += np.where((codes >= 0)[:, None], contrib, 0.0)
-    if fit.use_scale and getattr(fit, "family", None) is None:
-        y = eta0[:, None] + fit.sigma * (r + rng.standard_normal((n, nsim)))
-    else:
-        y = _simulate_family(fit, eta0[:, None] + r, rng, newdata is None)
-    index = fit.design.row_index if newdata is None else pd.DataFrame(newdata).index
-    return pd.DataFrame(y, index=index, columns=[f"sim_{j + 1}" for j in range(nsim)])
-
-
-def _simulate_family(fit, eta: np.ndarray, rng, own_rows: bool) -> np.ndarray:
-    mu = fit._linkinv(eta)
-    family = fit.family
-    resp = getattr(getattr(fit, "problem", None), "resp", None)
-    if own_rows and resp is not None and hasattr(family, "simulate"):
-        # the family's own generator knows the trials of a binomial response (lme4's rbinom/weights)
-        return np.asarray(family.simulate(rng, mu.T, resp), dtype=float).T
-    name = family.name
-    if name == "poisson":
-        return rng.poisson(mu).astype(float)
-    if name == "binomial":
-        y = fit.design.y
-        if own_rows and y.ndim == 2:
-            size = y.sum(axis=1).astype(np.int64)
-            return rng.binomial(size[:, None], mu).astype(float)   # successes, as cbind's first column
-        w = fit.design.weights if own_rows and fit.design.weights is not None else np.ones(eta.shape[0])
-        size = np.rint(w).astype(np.int64)
-        return rng.binomial(size[:, None], mu) / size[:, None]
-    raise ValueError(f"simulate() is implemented for gaussian, binomial and poisson models, not {name!r}")
-
-
-__all__ = ["display", "sim", "SimResult", "fitted_draws", "predictive_draws", "simulate", "display_deviance"]
+__all__ = ["display", "sim", "SimResult", "fitted_draws", "predictive_draws", "display_deviance"]

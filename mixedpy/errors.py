@@ -18,6 +18,11 @@ class FitError(MixedpyError, RuntimeError):
     looked, or is -inf (unbounded below), or PIRLS diverged from the start.  No fit object exists."""
 
 
+class ConvergenceError(FitError):
+    """A convergence check failed whose action in the fit's control is "stop" (lme4's
+    ``check.conv.grad = "stop"`` and the like)."""
+
+
 class MixedpyWarning(UserWarning):
     """Base class of mixedpy's warnings (filter them all with this category)."""
 

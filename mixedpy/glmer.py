@@ -14,6 +14,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from .control import glmerControl, require_dask_control, resolve_control
 from .families import Family, get_family
 from .formula.design import ModelDesign, build_design
 from .glmm import GLMMProblem, GlmmFitResult, SeparationWarning, check_separation, fit_glmm
@@ -21,7 +22,10 @@ from .linalg.blocked import BlockedFactor
 from .lmer import caller_namespace, data_name
 from .threads import controls_threads
 from .optimize import OptSummary, emit
+from .profile import GlmerProfiler, profiler
 from .results import MixedModelFit
+from .scale import is_dask_frame
+from .trials import cbind_response
 from .validation import check_bool, check_constant_response, new_response
 
 
@@ -75,6 +79,11 @@ class GlmerFit(MixedModelFit):
         return 1.0
 
     @property
+    def control(self):
+        """The :class:`~mixedpy.control.glmerControl` the fit used (None for results made without one)."""
+        return getattr(self.result, "control", None)
+
+    @property
     def opt(self) -> OptSummary:
         return self.result.opt_stage2 if self.result.opt_stage2 is not None else self.result.opt_stage1
 
@@ -115,11 +124,11 @@ class GlmerFit(MixedModelFit):
             return self
         y = new_response(newresp, self.nobs)
         resp = dataclasses.replace(self.problem.resp, y=y)
-        design_y = np.column_stack([y * resp.trials, (1 - y) * resp.trials]) if resp.two_column else y
+        design_y = cbind_response(y, resp.trials) if resp.two_column else y
         design = dataclasses.replace(self.design, y=design_y)
         problem = GLMMProblem(design.terms, design.X, resp, self.family, design.offset)
-        result = fit_glmm(problem, nAGQ=self.nAGQ, start={"theta": self.theta, "fixef": self.beta},
-                          calc_derivs=calc_derivs)
+        control = resolve_control(self.control, glmerControl, calc_derivs=calc_derivs)
+        result = fit_glmm(problem, nAGQ=self.nAGQ, start={"theta": self.theta, "fixef": self.beta}, control=control)
         if not quiet:
             emit(result.messages)
         return GlmerFit(design, problem, result, [m for _, m in result.messages], data_name=self.data_name)
@@ -153,8 +162,9 @@ class GlmerFit(MixedModelFit):
         raise ValueError(f"type must be 'deviance', 'pearson', 'working' or 'response', got {type!r}")
 
     @property
-    def resid(self) -> np.ndarray:
-        return self.residuals("deviance")
+    def resid(self) -> pd.Series:
+        """Deviance residuals (lme4's ``residuals``), a Series indexed like the data's rows (statsmodels)."""
+        return pd.Series(self.residuals("deviance"), index=self.design.row_index)
 
     # -- text ---------------------------------------------------------------------------
     @property
@@ -164,10 +174,14 @@ class GlmerFit(MixedModelFit):
         return f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nAGQ}"
 
 
+profiler.register(GlmerFit, GlmerProfiler)
+
+
 # ------------------------------------------------------------------------------------------
 @controls_threads
 def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None = None, nAGQ: int = 1,
-          weights=None, offset=None, start=None, calc_derivs: bool = True) -> GlmerFit:
+          weights=None, offset=None, start=None, calc_derivs: bool | None = None, optimizer=None,
+          control: glmerControl | None = None) -> GlmerFit:
     """Fit a generalized linear mixed model by maximum likelihood, as lme4's ``glmer``.
 
     Parameters
@@ -181,22 +195,40 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None 
         adaptive Gauss-Hermite quadrature with that many nodes (one scalar term such as (1 | g))
     weights, offset : column names or arrays of prior weights / an offset on the link scale
     start : starting theta, or a dict with "theta" and/or "fixef"
-    calc_derivs : finite-difference Hessian at the optimum (convergence checks and the vcov)
+    calc_derivs : finite-difference Hessian at the optimum (convergence checks and the vcov; default
+        True); replaces ``control.calc_derivs`` when given
+    optimizer : "bobyqa" (default), "nelder_mead" or "scipy" (L-BFGS-B) for both stages, or a pair
+        (stage 1, stage 2) as lme4's ``glmerControl(optimizer=)``; replaces ``control.optimizer``.
+        lme4's default is ("bobyqa", "Nelder_Mead"); mixedpy's BOBYQA stage 2 reaches lme4's optimum
+    control : :class:`mixedpy.glmerControl` (lme4's ``glmerControl()``): optimizers and their
+        ``optCtrl`` (maxeval, ftol_abs, xtol_abs), boundary_tol, calc_derivs, tolPwrss and the
+        tolerances and actions of the convergence checks; settings mixedpy cannot honour raise
+        ControlError
 
+    Notes
+    -----
     The model is y_i | b ~ family(g^{-1}(x_i'beta + z_i'b + offset_i)), b ~ N(0, Sigma_theta); the
     likelihood integral over b is approximated by Laplace's method at the conditional modes found by
     PIRLS, or by adaptive quadrature (Bates et al. 2015, J. Stat. Softw. 67(1); Pinheiro & Bates 1995).
     """
     fam = get_family(family, link)
     namespace = caller_namespace()
-    calc_derivs = check_bool(calc_derivs, "calc_derivs")
+    if calc_derivs is not None:
+        calc_derivs = check_bool(calc_derivs, "calc_derivs")
+    ctl = resolve_control(control, glmerControl, optimizer=optimizer, calc_derivs=calc_derivs)
+    if is_dask_frame(data):  # one map-reduce pass per PIRLS iteration (mixedpy.scale)
+        from .scale.glmer import glmer as scale_glmer
+
+        require_dask_control(ctl, glmerControl)
+        return scale_glmer(formula, data, fam, None, nAGQ, weights, offset, start, ctl.calc_derivs, env=namespace,
+                           data_name=data_name(namespace, data))
     design = build_design(formula, data, weights=weights, offset=offset, env=namespace, allow_n_levels=True,
                           drop_zero_weights=False)
     resp = fam.prepare(design.y, design.weights, name=design.response_name)
     check_constant_response(resp.y, resp.weights, design.response_name, f"a {fam.name} GLMM")
     problem = GLMMProblem(design.terms, design.X, resp, fam, design.offset)
     pre = check_separation(design.X, design.fixef_names, resp) if fam.name == "binomial" else []
-    result = fit_glmm(problem, nAGQ=nAGQ, start=start, calc_derivs=calc_derivs)
+    result = fit_glmm(problem, nAGQ=nAGQ, start=start, control=ctl)
     messages = list(result.messages)
     if fam.name == "binomial":
         post = check_separation(np.zeros((design.nobs, 0)), [], resp, result.state.mu)

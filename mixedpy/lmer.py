@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pandas as pd
 
 from . import threads
+from .control import lmerControl, require_dask_control, resolve_control
 from .formula.design import ModelDesign, build_design
 from .lmm import LMMProblem
-from .optimize import (assess, boundary_snap, emit, finite_difference_derivs, is_singular, minimize,
-                       require_finite, restart_edge)
+from .lmm_optimize import optimize_lmm
 from .results import LmerFit
+from .scale import is_dask_frame
+from .scale.lmer import lmer as scale_lmer
 from .validation import check_bool, check_constant_response, check_single_response
 
 
@@ -34,42 +35,22 @@ def data_name(namespace: dict, data) -> str:
     return next((k for k, v in namespace.items() if v is data and not k.startswith("_")), "data")
 
 
-@threads.controls_threads
 def fit_problem(design: ModelDesign, problem: LMMProblem, reml: bool = True, start=None,
-                optimizer: str = "bobyqa", calc_derivs: bool = True, data_name: str = "data",
-                quiet: bool = False) -> LmerFit:
+                optimizer: str | None = None, calc_derivs: bool | None = None, data_name: str = "data",
+                quiet: bool = False, control: lmerControl | None = None) -> LmerFit:
     """Optimize the profiled criterion over theta and build the fit (lme4 ``optimizeLmer`` +
-    ``mkMerMod``), with restart_edge, boundary.tol and checkConv as lme4 does them.
-
-    The fit's ``convergence`` record (:class:`mixedpy.optimize.Convergence`) holds the optimizer's
-    status and the derivative checks; its warnings are issued unless ``quiet``.  An objective that
-    is not finite at the optimum raises :class:`~mixedpy.errors.FitError`: there is no fit to return.
-    """
-    def objective(theta):
-        return problem.scale_free_objective(theta, reml)
-
-    x0 = problem.start_theta() if start is None else np.asarray(start, dtype=float)
-    if len(x0) != len(problem.lower):
-        raise ValueError(f"start has {len(x0)} values but the model has {len(problem.lower)} theta parameters")
-    opt = minimize(objective, x0, problem.lower, optimizer=optimizer)
-    require_finite(opt, f"lmer could not fit {design.formula!r}")
-    opt = restart_edge(objective, opt, optimizer)
-    require_finite(opt, f"lmer could not fit {design.formula!r}")
-    opt = boundary_snap(objective, opt)
-    singular = is_singular(opt.x, problem.lower)
-    if calc_derivs and not singular:
-        opt.gradient, opt.hessian = finite_difference_derivs(objective, opt.x)
-    conv = assess(opt, singular)
-    if not quiet:
-        emit(list(conv.warnings))
-    opt.fmin += problem.scale_offset(reml)
-    state = problem.profile(opt.x)
-    return LmerFit(design, problem, reml, opt, state, conv.messages, data_name)
+    ``mkMerMod``; :func:`mixedpy.lmm_optimize.optimize_lmm` has the optimization and its checks).
+    ``optimizer``/``calc_derivs``, when given, replace those fields of ``control``."""
+    ctl = resolve_control(control, lmerControl, optimizer=optimizer, calc_derivs=calc_derivs)
+    opt, state, messages = optimize_lmm(problem, reml, start=start, quiet=quiet, formula=design.formula,
+                                        control=ctl)
+    return LmerFit(design, problem, reml, opt, state, messages, data_name, control=ctl)
 
 
 @threads.controls_threads
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, weights=None, offset=None, start=None,
-         optimizer: str = "bobyqa", calc_derivs: bool = True) -> LmerFit:
+         optimizer: str | None = None, calc_derivs: bool | None = None,
+         control: lmerControl | None = None) -> LmerFit:
     """Fit a linear mixed model by REML (default) or ML, as lme4's ``lmer``.
 
     Parameters
@@ -81,16 +62,29 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, weights=None, offs
         an offset; rows with weight 0 are left out with a ZeroWeightsWarning (as R's lm; lme4's lmer
         has logLik -Inf for them)
     start : starting theta (lme4's default when None)
-    optimizer : "bobyqa" (NLopt, as lme4), "scipy" (L-BFGS-B) or "nelder_mead"
+    optimizer : "bobyqa" (NLopt, lme4's default "nloptwrap"), "nelder_mead" (scipy's Nelder-Mead) or
+        "scipy" (L-BFGS-B); replaces ``control.optimizer`` when given
+    calc_derivs : finite-difference gradient and Hessian for the convergence checks (default True);
+        replaces ``control.calc_derivs`` when given
+    control : :class:`mixedpy.lmerControl` (lme4's ``lmerControl()``): optimizer and its ``optCtrl``
+        (maxeval, ftol_abs, xtol_abs), restart_edge, boundary_tol, calc_derivs and the tolerances and
+        actions of the convergence checks; lme4 settings mixedpy cannot honour raise ControlError
 
+    Notes
+    -----
     The model is y | b ~ N(X beta + Z b + offset, sigma^2 W^{-1}), b ~ N(0, Sigma_theta); beta and
     sigma are profiled out of the deviance (Bates et al. 2015, J. Stat. Softw. 67(1)).
     """
     REML = check_bool(REML, "REML")
     namespace = caller_namespace()
+    ctl = resolve_control(control, lmerControl, optimizer=optimizer, calc_derivs=calc_derivs)
+    if is_dask_frame(data):  # out of core, from sums over the partitions (mixedpy.scale)
+        require_dask_control(ctl, lmerControl)
+        return scale_lmer(formula, data, REML, weights, offset, start, ctl.optimizer, ctl.calc_derivs,
+                          env=namespace, data_name=data_name(namespace, data))
     design = build_design(formula, data, weights=weights, offset=offset, env=namespace)
-    return fit_problem(design, lmm_problem(design), reml=REML, start=start, optimizer=optimizer,
-                       calc_derivs=calc_derivs, data_name=data_name(namespace, data))
+    return fit_problem(design, lmm_problem(design), reml=REML, start=start, data_name=data_name(namespace, data),
+                       control=ctl)
 
 
 def lmm_problem(design: ModelDesign) -> LMMProblem:
@@ -113,5 +107,7 @@ class LMM:
     def from_formula(cls, formula: str, data: pd.DataFrame, weights=None, offset=None) -> "LMM":
         return cls(formula, data, weights=weights, offset=offset, env=caller_namespace())
 
-    def fit(self, reml: bool = True, start=None, optimizer: str = "bobyqa") -> LmerFit:
-        return fit_problem(self.design, self.problem, reml=check_bool(reml, "reml"), start=start, optimizer=optimizer)
+    def fit(self, reml: bool = True, start=None, optimizer: str | None = None,
+            control: lmerControl | None = None) -> LmerFit:
+        return fit_problem(self.design, self.problem, reml=check_bool(reml, "reml"), start=start, optimizer=optimizer,
+                           control=control)

@@ -5,7 +5,8 @@ The default is NLopt's BOBYQA with lme4's ``nloptwrap`` settings (xtol_abs = fto
 scipy's bounded L-BFGS-B and Nelder-Mead are available as ``optimizer="scipy"`` /
 ``"nelder_mead"``.  After the optimizer, lme4's ``restart_edge`` and ``boundary.tol``
 steps are applied, and the finite-difference gradient and Hessian feed ``checkConv``
-(ALGORITHMS.md 1.3-1.4).
+(ALGORITHMS.md 1.3-1.4).  The settings of a fit (optimizer, optCtrl, tolerances and actions of
+the checks) come from its :class:`mixedpy.control.lmerControl` / ``glmerControl``.
 
 Every fit carries one :class:`Convergence` record: the optimizer's status code (never read from
 its message text), the gradient and Hessian checks, and the warnings with their categories.  A
@@ -23,7 +24,8 @@ from typing import Callable
 import numpy as np
 import scipy.optimize as so
 
-from .errors import ConvergenceWarning, FitError, SingularFitWarning
+from .control import ConvCheck, optimizer_name
+from .errors import ConvergenceError, ConvergenceWarning, FitError, MixedpyInfo, SingularFitWarning
 
 SINGULAR_TOL = 1e-4
 
@@ -200,12 +202,24 @@ def _nlopt_bobyqa(fun, x0, lower, upper, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=1
     return tracked, max(opt.get_numevals(), tracked.n), message, _nlopt_status(code)
 
 
-def _scipy(fun, x0, lower, upper, method, maxiter=100_000):
+def _scipy(fun, x0, lower, upper, method, maxeval=None, xtol_abs=None, ftol_abs=None, initial_step=None):
     tracked = _Tracked(fun, x0, huge=np.inf)
     bounds = list(zip(np.where(np.isfinite(lower), lower, None), np.where(np.isfinite(upper), upper, None)))
-    opts = {"maxiter": maxiter}
+    opts = {"maxiter": 100_000}
     if method == "Nelder-Mead":
-        opts.update(xatol=1e-8, fatol=1e-10, adaptive=len(x0) > 4)
+        # scipy's tolerances are scalars: the smallest of per-parameter ones is the safe choice
+        opts.update(xatol=1e-8 if xtol_abs is None else float(np.min(xtol_abs)),
+                    fatol=1e-10 if ftol_abs is None else float(ftol_abs), adaptive=len(x0) > 4)
+        if maxeval is not None:
+            opts["maxfev"] = int(maxeval)
+        if initial_step is not None:  # lme4's Nelder_Mead xst: the simplex spans x0 + step_i e_i
+            start = np.clip(np.asarray(x0, dtype=float), lower, upper)
+            step = np.broadcast_to(np.asarray(initial_step, dtype=float), start.shape)
+            # step away from a bound the start sits on, so that no vertex is clipped onto another
+            sign = np.where(start + step > upper, -1.0, 1.0)
+            opts["initial_simplex"] = np.vstack([start, start + np.diag(sign * step)])
+    elif maxeval is not None:
+        opts["maxfun"] = int(maxeval)
     try:
         res = so.minimize(tracked, x0, method=method, bounds=bounds, options=opts)
     except _NoFiniteValue:
@@ -220,44 +234,58 @@ def _scipy(fun, x0, lower, upper, method, maxiter=100_000):
     return tracked, int(res.nfev), f"scipy {method} status {res.status}: {res.message}", code
 
 
-_ADVICE = {
-    Status.MAXEVAL: "the optimizer reached its evaluation limit before converging; refit starting from "
-                    "the current estimates (start=fit.theta) or try another optimizer (optimizer='nelder_mead')",
-    Status.ROUNDOFF: "rounding errors stopped the optimizer before it converged; the "
-                     "estimates may not be the optimum: try another optimizer (optimizer='nelder_mead') or "
-                     "rescale the predictors",
-    Status.FAILED: "the optimizer failed; try another optimizer (optimizer='nelder_mead'), rescale the "
-                   "predictors or give start values",
-}
+def _another_optimizer(used: str) -> str:
+    """The optimizer to suggest after ``used`` failed (each is accepted by lmer and glmer)."""
+    return "optimizer='bobyqa'" if used in ("Nelder-Mead", "nelder_mead") else "optimizer='nelder_mead'"
+
+
+def _advice(code: Status, used: str) -> str:
+    other = _another_optimizer(used)
+    return {
+        Status.MAXEVAL: "the optimizer reached its evaluation limit before converging; refit starting from "
+                        "the current estimates (start=fit.theta), raise the limit (control=mp.lmerControl(optCtrl="
+                        "{'maxeval': ...}), mp.glmerControl for glmer) or try another optimizer "
+                        f"({other})",
+        Status.ROUNDOFF: "rounding errors stopped the optimizer before it converged; the estimates may not "
+                         f"be the optimum: try another optimizer ({other}) or rescale the predictors",
+        Status.FAILED: f"the optimizer failed; try another optimizer ({other}), rescale the predictors or "
+                       "give start values",
+    }[code]
 
 
 def minimize(fun: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
              upper: np.ndarray | None = None, optimizer: str = "bobyqa", initial_step=None,
-             xtol_abs: float = 1e-8, ftol_abs: float = 1e-8, maxeval: int = 100_000) -> OptSummary:
+             xtol_abs=None, ftol_abs: float | None = None, maxeval: int | None = None) -> OptSummary:
     """Minimize ``fun`` over the box [lower, upper]; returns the :class:`OptSummary`.
 
-    The defaults are lme4's ``nloptwrap`` settings; ``initial_step``, ``xtol_abs``, ``ftol_abs`` and
-    ``maxeval`` apply to BOBYQA (glmer's stages set them as minqa's rhobeg/rhoend).
+    ``optimizer`` is "bobyqa" (NLopt; lme4's "nloptwrap"), "nelder_mead" or "scipy" (L-BFGS-B), in
+    mixedpy's or lme4's spelling (:data:`mixedpy.control.OPTIMIZERS`).  Settings left None are the
+    backend's defaults: lme4's ``nloptwrap`` ones for BOBYQA (xtol_abs = ftol_abs = 1e-8, maxeval =
+    1e5), xatol 1e-8 / fatol 1e-10 for Nelder-Mead.  ``initial_step`` is BOBYQA's initial trust
+    region (glmer's stages set it and the tolerances as minqa's rhobeg/rhoend) or the size of
+    Nelder-Mead's initial simplex (lme4's ``xst``); ``xtol_abs`` may be per parameter.  L-BFGS-B
+    takes only ``maxeval``.
     """
     x0 = np.asarray(x0, dtype=float)
     lower = np.asarray(lower, dtype=float)
     upper = np.full_like(x0, np.inf) if upper is None else np.asarray(upper, dtype=float)
+    optimizer = optimizer_name(optimizer)
     summary = OptSummary(optimizer=optimizer, x0=x0.copy(), lower=lower)
     if optimizer == "bobyqa":
         try:
-            tracked, ne, status, code = _nlopt_bobyqa(fun, x0, lower, upper, xtol_abs, ftol_abs, maxeval,
-                                                      initial_step)
+            tracked, ne, status, code = _nlopt_bobyqa(
+                fun, x0, lower, upper, 1e-8 if xtol_abs is None else xtol_abs,
+                1e-8 if ftol_abs is None else ftol_abs, 100_000 if maxeval is None else int(maxeval), initial_step)
         except ImportError:
             summary.optimizer = "L-BFGS-B"
-            tracked, ne, status, code = _scipy(fun, x0, lower, upper, "L-BFGS-B")
-    elif optimizer in ("scipy", "L-BFGS-B"):
+            tracked, ne, status, code = _scipy(fun, x0, lower, upper, "L-BFGS-B", maxeval)
+    elif optimizer == "scipy":
         summary.optimizer = "L-BFGS-B"
-        tracked, ne, status, code = _scipy(fun, x0, lower, upper, "L-BFGS-B")
-    elif optimizer in ("nelder_mead", "Nelder-Mead"):
-        summary.optimizer = "Nelder-Mead"
-        tracked, ne, status, code = _scipy(fun, x0, lower, upper, "Nelder-Mead")
+        tracked, ne, status, code = _scipy(fun, x0, lower, upper, "L-BFGS-B", maxeval)
     else:
-        raise ValueError(f"unknown optimizer {optimizer!r}; use 'bobyqa', 'scipy' or 'nelder_mead'")
+        summary.optimizer = "Nelder-Mead"
+        tracked, ne, status, code = _scipy(fun, x0, lower, upper, "Nelder-Mead", maxeval, xtol_abs, ftol_abs,
+                                           initial_step)
     summary.x, summary.fmin, summary.n_evals, summary.status = tracked.x, float(tracked.f), ne, status
     if tracked.minus_inf_at is not None:
         code = Status.NONFINITE
@@ -274,22 +302,23 @@ def minimize(fun: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarr
             "simplify the model")
     elif code is not Status.CONVERGED:
         summary.messages.append(f"optimizer ({summary.optimizer}) did not report convergence: {status}; "
-                                + _ADVICE[code])
+                                + _advice(code, summary.optimizer))
     summary.code = code
     summary.converged = code is Status.CONVERGED
     return summary
 
 
-def restart_edge(fun, summary: OptSummary, optimizer: str, step: float = 1e-5) -> OptSummary:
+def restart_edge(fun, summary: OptSummary, optimizer: str, step: float = 1e-5, **settings) -> OptSummary:
     """lme4 ``restart_edge``: if moving any bound-hugging theta_i off its bound lowers the
-    objective, the optimizer stopped too early; restart from the solution."""
+    objective, the optimizer stopped too early; restart from the solution (with the same
+    ``optimizer`` and :func:`minimize` ``settings``)."""
     x, f0 = summary.x, summary.fmin
     on_bound = np.flatnonzero(x == summary.lower)
     for i in on_bound:
         xp = x.copy()
         xp[i] = summary.lower[i] + step
         if (fun(xp) - f0) / step < 0:
-            again = minimize(fun, x, summary.lower, optimizer=optimizer)
+            again = minimize(fun, x, summary.lower, optimizer=optimizer, **settings)
             again.x0 = summary.x0
             again.n_evals += summary.n_evals
             return again
@@ -347,8 +376,9 @@ _SINGULAR_MSG = ("boundary (singular) fit: a variance component is estimated as 
                  "see is_singular. Consider simplifying the random-effects structure.")
 
 
-def _gradient_check(g: np.ndarray, H: np.ndarray, tol: float) -> tuple[GradientCheck, list]:
-    """lme4: scaled = solve(chol(H), g); max(pmin(|scaled|, |g|)) against tol."""
+def _gradient_check(g: np.ndarray, H: np.ndarray, tol: float, used: str = "bobyqa") -> tuple[GradientCheck, list]:
+    """lme4: scaled = solve(chol(H), g); max(pmin(|scaled|, |g|)) against tol.  The advice names an
+    optimizer other than ``used``."""
     try:
         R = np.linalg.cholesky(H).T
         scaled = np.linalg.solve(R, g)
@@ -361,7 +391,7 @@ def _gradient_check(g: np.ndarray, H: np.ndarray, tol: float) -> tuple[GradientC
     msgs = []
     if m > tol:
         msgs.append((ConvergenceWarning, f"Model failed to converge with max|grad| = {m:.6g} (tol = {tol:g}): try "
-                     "another optimizer (optimizer='nelder_mead'), rescaling predictors, or a refit "
+                     f"another optimizer ({_another_optimizer(used)}), rescaling predictors, or a refit "
                      "starting from the current estimates (start=fit.theta)."))
     return GradientCheck(m, tol), msgs
 
@@ -386,34 +416,59 @@ def _hessian_check(H: np.ndarray, tol: float, label: str) -> tuple[HessianCheck,
     return HessianCheck(evs, tol), []
 
 
+_DEFAULT_CHECKS = {"singular": ConvCheck("message", SINGULAR_TOL), "grad": ConvCheck("warning", 2e-3),
+                   "hess": ConvCheck("warning", 1e-6)}
+
+
+def _apply_action(check: ConvCheck, msgs: list[tuple[type, str]], singular: bool = False) -> list:
+    """The messages of one check as its control ``action`` says (lme4's ``check.conv.*`` actions)."""
+    if not msgs or check.action == "warning":
+        return msgs
+    if check.action == "ignore":
+        return []
+    if check.action == "stop":
+        raise ConvergenceError(msgs[0][1])
+    return msgs if singular else [(MixedpyInfo, m) for _, m in msgs]   # "message"
+
+
 def assess(summary: OptSummary, singular: bool, grad_tol: float = 2e-3, hess_tol: float = 1e-6,
-           label: str = "", extra: list[tuple[type, str]] | None = None) -> Convergence:
+           label: str = "", extra: list[tuple[type, str]] | None = None, control=None) -> Convergence:
     """lme4 ``checkConv`` as a :class:`Convergence` record; also stored as ``summary.convergence``.
 
     The warnings are: the singular-fit note, then the gradient and Hessian checks (skipped for a
     singular fit, as in lme4, and when the derivatives were not computed), then the optimizer's own
     failure (``summary.messages``), then ``extra``.  A gradient or Hessian with a non-finite entry
     (the objective is not finite next to the estimates) fails both checks with one warning.
+
+    ``control`` (an :class:`~mixedpy.control.lmerControl`/``glmerControl``) gives the tolerances
+    and actions of the checks (``check_conv_grad``, ``check_conv_hess``, ``check_conv_singular``)
+    in place of ``grad_tol``/``hess_tol`` and the default actions; "stop" raises
+    :class:`~mixedpy.errors.ConvergenceError`.  The record keeps every check whatever its action.
     """
+    checks = dict(_DEFAULT_CHECKS, grad=ConvCheck("warning", grad_tol), hess=ConvCheck("warning", hess_tol))
+    if control is not None:
+        checks = {"singular": control.check_conv_singular, "grad": control.check_conv_grad,
+                  "hess": control.check_conv_hess}
+    grad_tol, hess_tol = checks["grad"].tol, checks["hess"].tol
     msgs: list[tuple[type, str]] = []
     gcheck = hcheck = None
     g, H = summary.gradient, summary.hessian
     if singular:
-        msgs.append((SingularFitWarning, _SINGULAR_MSG))
+        msgs += _apply_action(checks["singular"], [(SingularFitWarning, _SINGULAR_MSG)], singular=True)
     elif g is not None and H is not None:
         g, H = np.asarray(g, dtype=float), np.asarray(H, dtype=float)
         if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             gcheck = GradientCheck(np.nan, grad_tol)
             hcheck = HessianCheck(tuple(np.full(len(g), np.nan)), hess_tol, "nonfinite")
-            msgs.append((ConvergenceWarning, (
+            msgs += _apply_action(checks["grad"], [(ConvergenceWarning, (
                 f"Model failed to converge: the finite-difference gradient or {label}Hessian is not finite at "
                 "the estimates (the objective is not finite next to them), so convergence cannot be checked; "
-                "refit from other start values, try another optimizer (optimizer='nelder_mead') or rescale "
-                "the predictors.")))
+                f"refit from other start values, try another optimizer ({_another_optimizer(summary.optimizer)}) "
+                "or rescale the predictors."))])
         else:
-            gcheck, gm = _gradient_check(g, H, grad_tol)
+            gcheck, gm = _gradient_check(g, H, grad_tol, summary.optimizer)
             hcheck, hm = _hessian_check(H, hess_tol, label)
-            msgs += gm + hm
+            msgs += _apply_action(checks["grad"], gm) + _apply_action(checks["hess"], hm)
     msgs += [(ConvergenceWarning, m) for m in summary.messages]
     msgs += list(extra or [])
     conv = Convergence(status=summary.code, optimizer=summary.optimizer, optimizer_message=summary.status,

@@ -1,15 +1,74 @@
-"""Every lme4 text rendering of a fit: ``summary()`` and ``print()`` for lmer and glmer fits.
+"""Every text rendering of a frequentist fit: lme4's ``summary()`` and ``print()`` for lmer and
+glmer fits, lme4's ``print(VarCorr(fit))`` and arm's ``display()``.
 
-(arm's ``display()`` lives in :mod:`mixedpy.arm`; VarCorr's table in :mod:`mixedpy.varcorr`.)
-Layouts follow lme4's ``summary.merMod``/``print.merMod`` and R's ``printCoefmat``, with R's number
-formatting from :mod:`mixedpy.rformat`.
+Layouts follow lme4's ``summary.merMod``/``print.merMod``/``formatVC``, R's ``printCoefmat`` and
+arm 1.13's ``display`` (ALGORITHMS.md 3.2), with R's number formatting from :mod:`mixedpy.rformat`.
+Everything here reads a fit's attributes and returns text; nothing computes or prints.  The text
+comes back as :class:`Text` (a ``str`` that shows as itself at the prompt and as ``<pre>`` in
+Jupyter); ``summary`` as :class:`Summary`, which also keeps its sections.
 """
 from __future__ import annotations
+
+import html
 
 import numpy as np
 from scipy.stats import norm
 
-from .rformat import format_r
+from .rformat import format_r, fround, round_r
+
+
+class HtmlPre:
+    """Jupyter shows the object's printed text in a ``<pre>`` block (escaped), as statsmodels'
+    ``Summary`` does, instead of an HTML rendering of its own."""
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(str(self)) + "</pre>"
+
+
+class Text(HtmlPre, str):
+    """Text a person reads (lme4's ``summary``, arm's ``display``, rstanarm's ``print``).
+
+    It is a ``str`` (compare, split, write it as before), but at the prompt it shows as the text
+    itself, not as an escaped one-line string literal, and in Jupyter as a ``<pre>`` block, so
+    ``mp.display(fit)`` or ``fit.summary()`` typed at the prompt reads like R's output.
+    """
+
+    def __repr__(self) -> str:
+        return str.__str__(self)
+
+    def as_text(self) -> str:
+        """The plain ``str``."""
+        return str.__str__(self)
+
+
+class Summary(Text):
+    """lme4's ``summary(fit)`` text, kept also as its named sections, in print order:
+
+    ``title`` (model class and method, and the family line of a GLMM), ``call`` (formula, data,
+    weights, deleted rows), ``criterion`` (REML criterion, or the AIC/BIC/logLik row), ``residuals``
+    (scaled residual quantiles), ``random`` (variance components and group counts), ``fixed``
+    (the coefficient table), ``correlation`` (of the fixed effects) and ``notes`` (optimizer notes).
+    Each section is a list of lines that starts with the blank line that separates it from the
+    one before, so the text is the concatenation of the sections' lines.
+
+    ``with_sections(title=..., fixed=...)`` gives the same summary with sections replaced, as
+    lmerTest's ``summary`` replaces the title and the coefficient table (t-tests with denominator
+    degrees of freedom) and leaves the rest as lme4 prints it.
+    """
+
+    def __new__(cls, sections: dict[str, list[str]]):
+        self = super().__new__(cls, "\n".join(line for lines in sections.values() for line in lines))
+        self.sections = dict(sections)
+        return self
+
+    def with_sections(self, **changes: list[str]) -> "Summary":
+        unknown = set(changes) - set(self.sections)
+        if unknown:
+            raise KeyError(f"no summary section {sorted(unknown)}; sections are {list(self.sections)}")
+        return Summary({k: list(changes.get(k, v)) for k, v in self.sections.items()})
+
+    def __reduce__(self):
+        return (Summary, (self.sections,))
 
 
 def abbreviate(name: str, width: int = 6) -> str:
@@ -27,10 +86,35 @@ def abbreviate(name: str, width: int = 6) -> str:
     return "".join(chars[:width])
 
 
+def abbreviate_unique(names: list[str], width: int) -> list[str]:
+    """R's ``abbreviate(names, width)`` over a vector: abbreviations that collide are made again
+    from the full names with one more character, until all differ (week:grouphi and week:grouplo
+    give wk:grph and wk:grpl, not wk:grp twice)."""
+    out = [abbreviate(n, width) for n in names]
+    longest = max((len(n) for n in names), default=0)
+    while len(set(out)) < len(out) and width < longest:
+        width += 1
+        counts = {a: out.count(a) for a in out}
+        out = [abbreviate(n, width) if counts[a] > 1 else a for n, a in zip(names, out)]
+    return out
+
+
 def named_row(names: list[str], values: list[str], sep: str = " ") -> list[str]:
     """R's print of a named vector: one common width, right-justified, with a trailing separator."""
     w = max(len(x) for x in names + values)
     return ["".join(x.rjust(w) + sep for x in names), "".join(x.rjust(w) + sep for x in values)]
+
+
+def char_matrix(rownames: list[str], header: list[str], cells: list[list[str]]) -> list[str]:
+    """R's ``print(<character matrix>, quote = FALSE)``: every column (row names included)
+    left-justified to its widest entry and separated by one space."""
+    cols = list(zip(*cells)) if cells else [[] for _ in header]
+    wr = max((len(r) for r in rownames), default=0)
+    widths = [max([len(h)] + [len(c) for c in col]) for h, col in zip(header, cols)]
+    lines = [" " * wr + "".join(" " + h.ljust(w) for h, w in zip(header, widths))]
+    for r, row in zip(rownames, cells):
+        lines.append(r.ljust(wr) + "".join(" " + c.ljust(w) for c, w in zip(row, widths)))
+    return lines
 
 
 def _stars(p: float) -> str:
@@ -40,7 +124,7 @@ def _stars(p: float) -> str:
 def format_pvalues(p: np.ndarray) -> list[str]:
     """Pr(>|z|) as ``printCoefmat``/``format.pval`` print it (3 significant digits): values from 1e-4
     up in fixed notation with common decimals, smaller ones in scientific notation, "< 2e-16" below
-    machine epsilon."""
+    machine epsilon ("<2e-16" when the other values are at most 6 characters wide, as R's)."""
     p = np.asarray(p, dtype=float)
     out = [""] * p.size
     tiny = p < np.finfo(float).eps
@@ -58,8 +142,11 @@ def format_pvalues(p: np.ndarray) -> list[str]:
                 texts = shorter
         for i, t in zip(np.flatnonzero(sci), texts):
             out[i] = t
+    # format.pval: "<2e-16" without a space when every other value is 6 characters or fewer
+    nc = max((len(out[i]) for i in np.flatnonzero(~tiny)), default=0)
+    sep = "" if nc <= 6 else " "
     for i in np.flatnonzero(tiny):
-        out[i] = "< 2e-16"
+        out[i] = f"<{sep}2e-16"
     return out
 
 
@@ -97,14 +184,55 @@ def correlation_table(fit) -> str:
     C = V / np.outer(sd, sd)
     names = fit.fixef_names
     p = len(names)
-    cells = [[f"{round(C[i, j], 3) + 0.0:.3f}" if j < i else "" for j in range(p - 1)] for i in range(1, p)]
-    heads = [abbreviate(n) for n in names[:-1]]
+    # format() of the whole matrix gives every entry one width; print() then left-justifies columns
+    cw = max(len(f"{round(v, 3) + 0.0:.3f}") for v in C.ravel())
+    cells = [[f"{round(C[i, j], 3) + 0.0:.3f}".rjust(cw) if j < i else "" for j in range(p - 1)] for i in range(1, p)]
+    heads = abbreviate_unique(list(names), 6)[:-1]   # lme4 abbreviates every name, then drops the last
     widths = [max(len(h), *(len(r[j]) for r in cells)) for j, h in enumerate(heads)]
-    wn = max(len(n) for n in names[1:])
+    rows = abbreviate_unique(list(names), 11)[1:]   # lme4: abbreviate(rownames, minlength = 11)
+    wn = max(len(n) for n in rows)
     lines = [" " * wn + " " + " ".join(h.ljust(w) for h, w in zip(heads, widths))]
     for i, row in enumerate(cells):
-        lines.append(names[i + 1].ljust(wn) + " " + " ".join(c.rjust(w) for c, w in zip(row, widths)))
+        lines.append(rows[i].ljust(wn) + " " + " ".join(c.ljust(w) for c, w in zip(row, widths)))
     return "\n".join(lines)
+
+
+def varcorr_table(vc, digits: int = 5, variance: bool = False) -> str:
+    """lme4's ``print(VarCorr(fit))`` of a :class:`mixedpy.varcorr.VarCorr`: Groups, Name, (Variance,)
+    Std.Dev. and the lower triangle of each correlation matrix (``comp=c("Variance","Std.Dev.")``
+    with variance=True)."""
+    groups, names, sds, vars_, corr_rows = [], [], [], [], []
+    max_k = max((len(t.coef_names) for t in vc.terms), default=1)
+    for t in vc.terms:
+        c = t.corr
+        for i, name in enumerate(t.coef_names):
+            groups.append(t.label if i == 0 else "")
+            names.append(name)
+            sds.append(t.sd[i])
+            vars_.append(t.cov[i, i])
+            corr_rows.append([f"{c[i, j]:.{max(2, digits - 2)}f}" for j in range(i)])
+    if vc.sigma is not None:
+        groups.append("Residual")
+        names.append("")
+        sds.append(vc.sigma)
+        vars_.append(vc.sigma ** 2)
+        corr_rows.append([])
+    header = ["Groups", "Name"] + (["Variance"] if variance else []) + ["Std.Dev."]
+    cols = [groups, names]
+    if variance:
+        cols.append(format_r(vars_, digits))
+    cols.append(format_r(sds, digits))
+    n_corr = max_k - 1
+    if n_corr > 0:
+        header += ["Corr"] + [""] * (n_corr - 1)
+        for j in range(n_corr):
+            cols.append([r[j] if j < len(r) else "" for r in corr_rows])
+    widths = [max(len(h), *(len(v) for v in col)) for h, col in zip(header, cols)]
+    # lme4 formats each numeric column to a common width, then left-justifies it in the table
+    lines = [" " + " ".join(h.ljust(w) for h, w in zip(header, widths))]
+    for r in range(len(groups)):
+        lines.append(" " + " ".join(col[r].ljust(w) for col, w in zip(cols, widths)))
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def ngrps_line(fit) -> str:
@@ -112,9 +240,19 @@ def ngrps_line(fit) -> str:
     return f"Number of obs: {fit.nobs}, groups: {groups}"
 
 
-def residual_quantiles(r: np.ndarray) -> str:
-    q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
-    return "\n".join(named_row(["Min", "1Q", "Median", "3Q", "Max"], [v.strip() for v in format_r(q, 4)]))
+def zapsmall(x: np.ndarray, digits: int) -> np.ndarray:
+    """R's ``zapsmall(x, digits)``: ``round(x, max(0, digits - log10(max|x|)))``; R's round takes
+    the nearest integer of the non-integer digits (so 5 - log10(2.75) rounds to 5 decimals)."""
+    x = np.asarray(x, dtype=float)
+    mx = float(np.max(np.abs(x))) if x.size else 0.0
+    return np.round(x, max(0, int(np.floor(digits - np.log10(mx) + 0.5))) if mx > 0 else digits)
+
+
+def residual_quantiles(r: np.ndarray, digits: int = 4) -> str:
+    """lme4's ``.prt.resids``: the quartiles of the scaled residuals, ``zapsmall`` to digits + 1
+    and printed with ``digits`` significant digits."""
+    q = zapsmall(np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0]), digits + 1)
+    return "\n".join(named_row(["Min", "1Q", "Median", "3Q", "Max"], [v.strip() for v in format_r(q, digits)]))
 
 
 def info_lines(fit, digits: int) -> list[str]:
@@ -161,20 +299,31 @@ def _notes(fit) -> list[str]:
     return [""] + [f"optimizer note: {m}" for m in notes] if notes else []
 
 
-def fit_summary(fit) -> str:
-    """lme4's ``summary(merMod)`` text for lmer and glmer fits."""
-    out = _header(fit) + [""]
+def summary_sections(fit) -> dict[str, list[str]]:
+    """The sections of lme4's ``summary(merMod)`` (see :class:`Summary`), as lists of lines."""
+    header = _header(fit)
+    n_title = 1 if fit.use_scale else 2
     if fit.use_scale and fit.reml:
-        out.append(f"REML criterion at convergence: {fit.reml_crit:.1f}")
+        criterion = ["", f"REML criterion at convergence: {fit.reml_crit:.1f}"]
     else:
-        out += info_lines(fit, 4)
-    out += ["", "Scaled residuals: ", residual_quantiles(_scaled_residuals(fit)), "", "Random effects:",
-            fit.varcorr().format(digits=4, variance=True), ngrps_line(fit), ""]
-    if len(fit.beta):
-        out += ["Fixed effects:", coef_table(fit)]
-        if len(fit.beta) > 1:
-            out += ["", "Correlation of Fixed Effects:", correlation_table(fit)]
-    return "\n".join(out + _notes(fit))
+        criterion = [""] + info_lines(fit, 4)
+    sections = {
+        "title": header[:n_title],
+        "call": header[n_title:],
+        "criterion": criterion,
+        "residuals": ["", "Scaled residuals: ", residual_quantiles(_scaled_residuals(fit))],
+        "random": ["", "Random effects:", fit.varcorr().format(digits=4, variance=True), ngrps_line(fit), ""],
+        "fixed": ["Fixed effects:", coef_table(fit)] if len(fit.beta) else [],
+        "correlation": (["", "Correlation of Fixed Effects:", correlation_table(fit)] if len(fit.beta) > 1
+                        else []),
+        "notes": _notes(fit),
+    }
+    return sections
+
+
+def fit_summary(fit) -> Summary:
+    """lme4's ``summary(merMod)`` text for lmer and glmer fits."""
+    return Summary(summary_sections(fit))
 
 
 def fit_brief(fit) -> str:
@@ -190,3 +339,83 @@ def fit_brief(fit) -> str:
     if fit.is_singular:
         out.append("optimizer: boundary (singular) fit: see is_singular")
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# arm's display()
+# --------------------------------------------------------------------------------------------
+
+
+def _display_call(fit) -> str:
+    family = getattr(fit, "family", None)
+    data = getattr(fit, "data_name", "data")
+    if family is None:
+        reml = "" if getattr(fit, "reml", True) else ", REML = FALSE"
+        return f"lmer(formula = {fit.formula}, data = {data}{reml})"
+    return f"glmer(formula = {fit.formula}, data = {data}, family = {family.name})"
+
+
+def _display_coefs(fit, digits: int, detail: bool) -> list[str]:
+    est = np.asarray(fit.beta, dtype=float)
+    if est.size == 0:
+        return []
+    se = np.sqrt(np.diag(np.asarray(fit.vcov_array)))
+    stat = est / se
+    if fit.use_scale:
+        header, cols = ["coef.est", "coef.se", "t value"], [est, se, stat]
+    else:
+        header, cols = ["coef.est", "coef.se", "z value", "Pr(>|z|)"], [est, se, stat, 2 * norm.sf(np.abs(stat))]
+    if not detail:
+        header, cols = header[:2], cols[:2]
+    M = np.column_stack(cols)
+    if not detail and est.size == 1:
+        # arm's quirk: coefs[, 1:2] of a one-row matrix drops to a named vector (no row name)
+        return named_row(header, fround(M.ravel(), digits))
+    flat = fround(M.ravel(), digits)  # one format() over the whole matrix: common width
+    cells = [flat[i * M.shape[1]:(i + 1) * M.shape[1]] for i in range(M.shape[0])]
+    return char_matrix(list(fit.fixef_names), header, cells)
+
+
+def _display_error_terms(fit, digits: int) -> list[str]:
+    """arm's ``as.matrix.VarCorr`` without its Variance column: Groups, Name, Std.Dev., Corr..."""
+    vc = fit.varcorr()
+    sc = fit.sigma if fit.use_scale else 1.0
+    groups, names, sds = [], [], []
+    for t in vc.terms:
+        for i, name in enumerate(t.coef_names):
+            groups.append(t.label if i == 0 else "")
+            names.append(name)
+        sds.extend(t.sd)
+    groups.append("Residual")
+    names.append("")
+    sds.append(sc)
+    sd_txt = fround(sds, digits)
+    header = ["Groups", "Name", "Std.Dev."]
+    rows = [[g, n, s] for g, n, s in zip(groups, names, sd_txt)]
+    maxlen = max(len(t.coef_names) for t in vc.terms) if vc.terms else 1
+    if maxlen > 1:
+        corr_rows = []
+        for t in vc.terms:
+            k = len(t.coef_names)
+            cc = np.asarray(fround(t.corr.ravel(), digits), dtype=object).reshape(k, k)
+            for i in range(k):
+                corr_rows.append([cc[i, j] if j < i else "" for j in range(k)] + [""] * (maxlen - k))
+        corr_rows.append([""] * maxlen)
+        header += ["Corr"] + [""] * (maxlen - 1)
+        rows = [r + c for r, c in zip(rows, corr_rows)]
+    return char_matrix([""] * len(rows), header, rows)
+
+
+def display_text(fit, deviance: float, digits: int = 2, detail: bool = False) -> Text:
+    """arm's ``display()`` text (see :func:`mixedpy.arm.display` for the layout), given the
+    deviance arm prints, ``deviance(refitML(fit))``."""
+    lines = [_display_call(fit)]
+    lines += _display_coefs(fit, digits, detail)
+    lines += ["", "Error terms:"]
+    lines += _display_error_terms(fit, digits)
+    dic = 2.0 * deviance + 2.0 * float(fit.loglik)
+    groups = "; ".join(f"{g}, {j}" for g, j in fit.ngrps.items())
+    lines += ["---", f"number of obs: {fit.nobs}, groups: {groups}",
+              "AIC = %g, DIC = %s" % (round_r(float(fit.aic), 1), format_r([round_r(dic, 1)], 7)[0].strip()),
+              f"deviance = {fround([deviance], 1)[0]} "]
+    return Text("\n".join(lines))

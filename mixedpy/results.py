@@ -11,13 +11,18 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
-from .formula.bars import BarTerm, strip_bars
-from .formula.design import ModelDesign, new_fixed_matrix, new_offset, new_term_matrix, newdata_group_keys
-from .validation import check_bool, check_new_group_values, new_response
+from .formula.design import ModelDesign
+from .intervals import confint
 from .lmm import LMMProblem, Profiled
-from .terms import relative_factors
+from .lmm_optimize import optimize_lmm
+from .newdata import model_rows, selected_terms
 from .optimize import OptSummary, is_singular
+from .printing import HtmlPre, Summary, fit_brief, fit_summary
+from .profile import LmerProfiler, profiler
+from .simulate import simulate
+from .statsmodels_api import StatsmodelsResults
+from .terms import relative_factors
+from .validation import check_bool, new_response
 from .varcorr import VarCorr, VarCorrTerm, unique_labels
 
 
@@ -48,7 +53,38 @@ class DesignBacked:
         return unique_labels([t.group_name for t in self.terms])
 
 
-class MixedModelFit(DesignBacked):
+class Ranef(dict):
+    """lme4's ``ranef(fit)``: {grouping factor: DataFrame of conditional modes (levels x
+    coefficients)}.  With ``condvar=True`` each frame also carries ``.attrs["condsd"]`` (the
+    conditional SDs, same shape) and ``.attrs["postVar"]`` (the (J, k, k) conditional covariances,
+    one array per term); :attr:`condsd` and :meth:`to_frame` show them."""
+
+    @property
+    def condsd(self) -> dict[str, pd.DataFrame]:
+        """Conditional SDs per grouping factor (frames shaped as the modes); needs ``condvar=True``."""
+        if any("condsd" not in df.attrs for df in self.values()):
+            raise AttributeError("the conditional SDs were not computed: call ranef(fit, condvar=True)")
+        return {g: df.attrs["condsd"] for g, df in self.items()}
+
+    def to_frame(self) -> pd.DataFrame:
+        """R's ``as.data.frame(ranef(fit, condVar = TRUE))``: one row per factor, term and level
+        (factor by factor, term by term, levels in order) with columns grpvar, term, grp, condval,
+        and condsd when the conditional SDs were computed (``condvar=True``)."""
+        parts = []
+        for g, df in self.items():
+            J, k = df.shape
+            part = {"grpvar": np.full(J * k, g, dtype=object),
+                    "term": np.repeat(np.asarray(df.columns, dtype=object), J),
+                    "grp": np.tile(np.asarray(df.index, dtype=object), k),
+                    "condval": df.to_numpy().T.ravel()}
+            if "condsd" in df.attrs:
+                part["condsd"] = df.attrs["condsd"].to_numpy().T.ravel()
+            parts.append(pd.DataFrame(part))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+            columns=["grpvar", "term", "grp", "condval"])
+
+
+class MixedModelFit(StatsmodelsResults, HtmlPre, DesignBacked):
     """What every frequentist mixed-model fit has.  Subclasses set theta, beta, b_list, sigma and
     ``criterion`` (-2 log-likelihood, or the REML criterion)."""
 
@@ -100,11 +136,12 @@ class MixedModelFit(DesignBacked):
     # -- variance components --------------------------------------------------------------
     @property
     def scale(self) -> float:
-        """sigma for Gaussian models, 1 where the family has no dispersion."""
-        return self.sigma if self.use_scale else 1.0
+        """The residual variance sigma^2 for Gaussian models (statsmodels' ``scale``), 1 where the
+        family has no dispersion."""
+        return self.sigma ** 2 if self.use_scale else 1.0
 
     def varcorr(self) -> VarCorr:
-        s2 = self.scale ** 2
+        s2 = self.scale
         terms = [VarCorrTerm(label=lab, group=t.group_name, coef_names=t.coef_names, cov=s2 * T @ T.T)
                  for lab, t, T in zip(self.term_labels, self.terms, self.relative_factors())]
         return VarCorr(terms, self.sigma if self.use_scale else None)
@@ -138,12 +175,12 @@ class MixedModelFit(DesignBacked):
         """Conditional covariance of b per term and level, (J, k, k): sigma^2 T (A^{-1})_jj T'
         (lme4 ``condVar``; given beta-hat and theta-hat, ALGORITHMS.md 1.6)."""
         blocks = self._u_precision_inverse_blocks()
-        s2 = self.scale ** 2
+        s2 = self.scale
         return [s2 * np.einsum("ab,jbc,dc->jad", T, B, T) for T, B in zip(self.relative_factors(), blocks)]
 
-    def ranef_frames(self, condvar: bool = False) -> dict[str, pd.DataFrame]:
+    def ranef_frames(self, condvar: bool = False) -> Ranef:
         """Conditional modes per grouping factor; terms sharing a factor are column-bound."""
-        out: dict[str, pd.DataFrame] = {}
+        out = Ranef()
         pv = self.postvar() if condvar else None
         for i, (t, b) in enumerate(zip(self.terms, self.b_list)):
             df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group_name), columns=t.coef_names)
@@ -180,96 +217,80 @@ class MixedModelFit(DesignBacked):
         return out
 
     # -- prediction ------------------------------------------------------------------------
-    def _selected_terms(self, re_form) -> list[int]:
-        if re_form is None:
-            return list(range(len(self.terms)))
-        if isinstance(re_form, float) and np.isnan(re_form):
-            return []
-        text = str(re_form).strip()
-        if text in ("~0", "~ 0", "NA", "~ -1", "~-1", "0"):
-            return []
-        wanted: list[BarTerm] = strip_bars(text)
-        chosen = []
-        for bar in wanted:
-            hits = [i for i, t in enumerate(self.terms)
-                    if t.group_name == bar.group_name and t.expr.replace(" ", "") == bar.expr.replace(" ", "")]
-            if not hits:
-                hits = [i for i, t in enumerate(self.terms) if t.group_name == bar.group_name]
-            if not hits:
-                raise DataError(f"re_form term ({bar.expr} | {bar.group_name}) is not in the model")
-            chosen += [h for h in hits if h not in chosen]
-        return chosen
-
-    def _new_codes(self, term, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
-        """Level index of each newdata row in the fitted term, -1 for new or missing levels."""
-        keys, missing = newdata_group_keys(term, newdata)
-        lookup = pd.Index(term.levels)
-        codes = lookup.get_indexer(keys)
-        codes[missing] = -1
-        check_new_group_values(term.group_name, keys, codes, missing, allow_new_levels)
-        return codes
-
     def linear_predictor(self, newdata: pd.DataFrame | None = None, re_form=None,
                          allow_new_levels: bool = False) -> np.ndarray:
         """eta = X beta + offset + sum over chosen terms of Z b (new levels contribute 0)."""
-        chosen = self._selected_terms(re_form)
-        if newdata is None:
-            eta = self.design.X @ self.beta + self.design.offset
-            for i in chosen:
-                eta = eta + self.terms[i].linear_predictor(self.b_list[i])
-            return eta
-        newdata = pd.DataFrame(newdata).reset_index(drop=True)
-        eta = new_fixed_matrix(self.design, newdata) @ self.beta + new_offset(self.design, newdata)
-        for i in chosen:
-            t = self.terms[i]
-            codes = self._new_codes(t, newdata, allow_new_levels)
-            M = new_term_matrix(t, newdata)
-            b = self.b_list[i]
-            contrib = np.einsum("nk,nk->n", M, b[np.clip(codes, 0, None)])
-            eta = eta + np.where(codes >= 0, contrib, 0.0)
+        rows = model_rows(self.design, selected_terms(self.terms, re_form), newdata, allow_new_levels)
+        eta = rows.X @ self.beta + rows.offset
+        for tr in rows.terms:
+            eta = eta + tr.effect(self.b_list[tr.index])
         return eta
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = False,
-                type: str = "link") -> np.ndarray:
+                type: str = "link") -> pd.Series:
         """lme4 ``predict``: re_form=None uses every random effect, "~0"/"NA" none, or a formula of
-        bar terms; new levels get random effects 0 when allow_new_levels, an error otherwise."""
+        bar terms; new levels get random effects 0 when allow_new_levels, an error otherwise.
+
+        Returns a Series indexed like ``newdata`` (like the rows of the data the fit used when
+        newdata is None), as lme4's predictions are named by the rows; ``type="response"`` applies
+        the inverse link.  Draws (``mp.sim(fit).fitted``, ``mp.predictive_draws``) stay arrays.
+        """
+        if type not in ("link", "response"):
+            raise ValueError(f"type must be 'link' or 'response', got {type!r}")
         eta = self.linear_predictor(newdata, re_form, allow_new_levels)
         if type == "response":
-            return self._linkinv(eta)
-        if type != "link":
-            raise ValueError(f"type must be 'link' or 'response', got {type!r}")
-        return eta
+            eta = self._linkinv(eta)
+        if not isinstance(eta, np.ndarray):   # already a (Dask) Series indexed by the rows
+            return eta
+        if newdata is None:
+            index = self.design.row_index
+        else:
+            index = newdata.index if isinstance(newdata, (pd.DataFrame, pd.Series)) else pd.RangeIndex(len(eta))
+        return pd.Series(eta, index=index)
 
     def _linkinv(self, eta):
         return eta
 
     # -- text --------------------------------------------------------------------------------
-    def summary(self) -> str:
-        """lme4's ``summary()`` text."""
-        from .printing import fit_summary
+    def summary(self, ddf: str | None = None) -> Summary:
+        """lme4's ``summary()``: a :class:`~mixedpy.printing.Summary`, a ``str`` of lme4's text that
+        shows as that text at the prompt (``<pre>`` in Jupyter) and keeps its sections.
 
-        return fit_summary(self)
+        ``ddf="Satterthwaite"`` or ``"Kenward-Roger"`` (lmer fits) gives lmerTest's
+        ``summary(m, ddf=...)`` instead: lmerTest's title and a coefficient block with df,
+        ``Pr(>|t|)`` and significance stars (:func:`mixedpy.lmertest.coef_table`); the other sections
+        are lme4's.  With no ddf (or ``ddf="lme4"``) the text is lme4's own, without df: an lme4
+        user gets lme4's printout, and the df are what loading lmerTest adds in R, so they are asked
+        for here by naming the method (lmerTest's own default is Satterthwaite).
+        """
+        if ddf is None:
+            return fit_summary(self)
+        from .lmertest import _check_ddf, _is_lmer
+
+        ddf = _check_ddf(ddf)
+        if ddf == "lme4":
+            return fit_summary(self)
+        if not _is_lmer(self):
+            raise ValueError(f"summary(ddf={ddf!r}) is lmerTest's, for lmer fits; a glmer fit's summary has "
+                             "z tests (no ddf)")
+        from .lmertest_print import lmertest_summary
+
+        return lmertest_summary(self, ddf)
 
     def __repr__(self) -> str:
-        from .printing import fit_brief
-
         return fit_brief(self)
 
-    # -- simulation and intervals (implemented in arm.py and inference.py) ----------------
+    # -- simulation and intervals (implemented in simulate.py and intervals.py) -------------
     def simulate(self, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None, re_form="~0",
                  allow_new_levels: bool = False) -> pd.DataFrame:
-        """New responses from the fitted model, as lme4's ``simulate`` (see :func:`mixedpy.arm.simulate`)."""
-        from .arm import simulate
-
+        """New responses from the fitted model, as lme4's ``simulate`` (see :func:`mixedpy.simulate.simulate`)."""
         return simulate(self, nsim=nsim, seed=seed, newdata=newdata, re_form=re_form,
                         allow_new_levels=allow_new_levels)
 
     def confint(self, method: str = "Wald", level: float = 0.95, parm=None, nsim: int = 500, seed=None,
-                boot_type: str = "perc", progress: bool = False) -> pd.DataFrame:
+                boot_type: str = "perc", progress: bool | None = None) -> pd.DataFrame:
         """Wald, profile or parametric-bootstrap intervals, as lme4's ``confint``
-        (see :func:`mixedpy.inference.confint`)."""
-        from .inference import confint
-
+        (see :func:`mixedpy.intervals.confint`)."""
         return confint(self, method=method, level=level, parm=parm, nsim=nsim, seed=seed,
                        boot_type=boot_type, progress=progress)
 
@@ -278,7 +299,8 @@ class LmerFit(MixedModelFit):
     """A linear mixed model fitted by REML or ML (lme4 ``lmerMod``)."""
 
     def __init__(self, design: ModelDesign, problem: LMMProblem, reml: bool, opt: OptSummary,
-                 state: Profiled, messages: list[str], data_name: str = "data"):
+                 state: Profiled, messages: list[str], data_name: str = "data", control=None):
+        self.control = control  # the lmerControl it was fitted with (refits reuse it); None = defaults
         self.design = design
         self.problem = problem
         self.reml = bool(reml)
@@ -325,15 +347,14 @@ class LmerFit(MixedModelFit):
         return self.linear_predictor()
 
     @property
-    def resid(self) -> np.ndarray:
-        return self.design.y - self.fitted
+    def resid(self) -> pd.Series:
+        """y - fitted (lme4's ``residuals``), a Series indexed like the data's rows (statsmodels)."""
+        return pd.Series(self.design.y - self.fitted, index=self.design.row_index)
 
     def refit(self, reml: bool | None = None, newresp=None, **kwargs) -> "LmerFit":
         """The same model fitted again: ``refit(reml=False)`` is lme4's ``refitML``; ``newresp`` fits
         the same design to a new response vector (lme4's ``refit(object, newresp)``), starting at
         theta-hat.  ``quiet=True`` keeps the refit's messages in ``messages`` instead of warning."""
-        from .lmer import fit_problem
-
         reml = self.reml if reml is None else check_bool(reml, "reml")
         # the quiet ML refit of a REML fit (display's deviance, profiles) is made once: fits never change
         cacheable = not reml and kwargs == {"quiet": True} and newresp is None
@@ -347,8 +368,16 @@ class LmerFit(MixedModelFit):
             return self
         elif cacheable:
             if getattr(self, "_quiet_ml_refit", None) is None:
-                self._quiet_ml_refit = fit_problem(design, problem, reml=False, start=start,
-                                                   data_name=self.data_name, **kwargs)
+                self._quiet_ml_refit = self._fitted_again(design, problem, False, start, kwargs)
             return self._quiet_ml_refit
-        return fit_problem(design, problem, reml=reml, start=start, data_name=self.data_name, **kwargs)
+        return self._fitted_again(design, problem, reml, start, kwargs)
+
+    def _fitted_again(self, design: ModelDesign, problem: LMMProblem, reml: bool, start, options: dict) -> "LmerFit":
+        control = getattr(self, "control", None)   # fits pickled before control existed have none
+        opt, state, messages = optimize_lmm(problem, reml, start=start, formula=design.formula, control=control,
+                                            **options)
+        return LmerFit(design, problem, reml, opt, state, messages, self.data_name, control=control)
+
+
+profiler.register(LmerFit, LmerProfiler)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .rformat import format_r
+from .printing import HtmlPre, varcorr_table
 
 
 def unique_labels(names: list[str]) -> list[str]:
@@ -43,7 +43,7 @@ class VarCorrTerm:
         return c
 
 
-class VarCorr:
+class VarCorr(HtmlPre):
     """Estimated variances, SDs and correlations of the random effects, printing like lme4.
 
     Indexing by the unique term label gives the covariance matrix as a DataFrame.
@@ -78,38 +78,7 @@ class VarCorr:
 
     def format(self, digits: int = 5, variance: bool = False) -> str:
         """lme4's ``print(VarCorr(fit))`` layout (``comp=c("Variance","Std.Dev.")`` with variance=True)."""
-        groups, names, sds, vars_, corr_rows = [], [], [], [], []
-        max_k = max((len(t.coef_names) for t in self.terms), default=1)
-        for t in self.terms:
-            c = t.corr
-            for i, name in enumerate(t.coef_names):
-                groups.append(t.label if i == 0 else "")
-                names.append(name)
-                sds.append(t.sd[i])
-                vars_.append(t.cov[i, i])
-                corr_rows.append([f"{c[i, j]:.{max(2, digits - 2)}f}" for j in range(i)])
-        if self.sigma is not None:
-            groups.append("Residual")
-            names.append("")
-            sds.append(self.sigma)
-            vars_.append(self.sigma ** 2)
-            corr_rows.append([])
-        header = ["Groups", "Name"] + (["Variance"] if variance else []) + ["Std.Dev."]
-        cols = [groups, names]
-        if variance:
-            cols.append(format_r(vars_, digits))
-        cols.append(format_r(sds, digits))
-        n_corr = max_k - 1
-        if n_corr > 0:
-            header += ["Corr"] + [""] * (n_corr - 1)
-            for j in range(n_corr):
-                cols.append([r[j] if j < len(r) else "" for r in corr_rows])
-        widths = [max(len(h), *(len(v) for v in col)) for h, col in zip(header, cols)]
-        # lme4 formats each numeric column to a common width, then left-justifies it in the table
-        lines = [" " + " ".join(h.ljust(w) for h, w in zip(header, widths))]
-        for r in range(len(groups)):
-            lines.append(" " + " ".join(col[r].ljust(w) for col, w in zip(cols, widths)))
-        return "\n".join(line.rstrip() for line in lines)
+        return varcorr_table(self, digits, variance)
 
     def __repr__(self) -> str:
         return self.format()

@@ -56,7 +56,7 @@ def test_display_matches_arm_line_for_line(name):
 
 def test_display_prints_and_returns(capsys):
     fit, _ = fit_case("sleepstudy_reml")
-    text = mp.display(fit)
+    text = mp.display(fit)          # a script (no interactive prompt) prints, as arm's display()
     assert capsys.readouterr().out.rstrip("\n") == text
     assert text.startswith("lmer(formula = Reaction ~ Days + (Days | Subject)")
     assert text.endswith("deviance = 1751.9 ")

@@ -35,7 +35,11 @@ def _priors(ref_name, family="gaussian"):
                                          ("bayes_dyestuff", "gaussian"), ("bayes_cbpp", "binomial")])
 def test_prior_summary_matches_rstanarm(name, family):
     pr, ref = _priors(name, family)
-    assert prior_summary_text(pr, "fit") == ref["prior_summary"]
+    got, want = prior_summary_text(pr, "fit").splitlines(), ref["prior_summary"].splitlines()
+    # rstanarm's text line for line, except that its last line points to R's help page
+    assert got[:-1] == want[:-1]
+    assert want[-1] == "See help('prior_summary.stanreg') for more details"
+    assert got[-1] == "See help(mixedpy.bayes.Posterior.prior_summary) for more details"
 
 
 def test_default_autoscaling_sleepstudy():
@@ -234,7 +238,13 @@ def test_summary_columns(sleep_post):
 def test_print_layout_like_rstanarm(sleep_post):
     ref = load_ref("bayes_sleepstudy_slopes", "rstanarm")
     mask = lambda text: [re.sub(r"-?\d+\.\d+", "#", l.rstrip()) for l in text.splitlines()]  # noqa: E731
-    assert mask(sleep_post.format(digits=4)) == mask(ref["print"])
+    got, want = mask(sleep_post.format(digits=4)), mask(ref["print"])
+    # rstanarm's layout line for line, except the two closing pointers to R's help pages
+    assert got[:-2] == want[:-2]
+    assert want[-2:] == ["* For help interpreting the printed output see ?print.stanreg",
+                         "* For info on the priors used see ?prior_summary.stanreg"]
+    assert got[-2:] == ["* For help interpreting the printed output see help(mixedpy.bayes.Posterior.format)",
+                        "* For info on the priors used see help(mixedpy.bayes.Posterior.prior_summary)"]
     assert "Median MAD_SD" in repr(sleep_post)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
+from ..printing import Text
 from ..rformat import format_r
 from ..validation import check_constant_response
 
@@ -391,8 +392,13 @@ def _coef_text(cp: CoefPrior) -> tuple[str, str | None]:
     return specified, (adjusted if not np.allclose(sscale, cp.scale) else None)
 
 
-def prior_summary_text(pr: ResolvedPriors, model_name: str = "post") -> str:
-    """The text of rstanarm's ``prior_summary(fit)``."""
+#: the last line of the prior summary: where rstanarm points to ``?prior_summary.stanreg``, the Python help
+PRIOR_SUMMARY_HELP = "See help(mixedpy.bayes.Posterior.prior_summary) for more details"
+
+
+def prior_summary_text(pr: ResolvedPriors, model_name: str = "post") -> Text:
+    """The text of rstanarm's ``prior_summary(fit)``, ending with a pointer to the Python help
+    (:data:`PRIOR_SUMMARY_HELP`) where rstanarm points to its R help page."""
     lines = [f"Priors for model '{model_name}' ", "------"]
 
     def block(title, cp_text):
@@ -430,5 +436,5 @@ def prior_summary_text(pr: ResolvedPriors, model_name: str = "post") -> str:
                      f"shape = {f(c.shape)}, scale = {f(c.scale)})")
     else:
         lines.append(f" ~ lkj(reg. = {_fmt(c.regularization)}, df = {_fmt(c.df)}, scale = {_fmt(pr.cov_scale)})")
-    lines += ["------", "See help('prior_summary.stanreg') for more details"]
-    return "\n".join(lines)
+    lines += ["------", PRIOR_SUMMARY_HELP]
+    return Text("\n".join(lines))
