@@ -8,15 +8,20 @@ arm's conveniences and a Bayesian mode.
 from . import datasets, families, plot
 from .accessors import VarCorr, coef, fixef, ranef, se_fixef, se_ranef, sigma_hat, vcov
 from .arm import SimResult, display, predictive_draws, sim
+from .control import ConvCheck, ControlError, glmerControl, lmerControl
 from .bayes import bayes_glmer, bayes_lmer, cauchy, compare, decov, exponential, lkj, normal, student_t
-from .errors import (BootstrapWarning, ConvergenceWarning, DataError, DataWarning, DiagnosticWarning, FitError,
+from .errors import (BootstrapWarning, ConvergenceError, ConvergenceWarning, DataError, DataWarning, DiagnosticWarning, FitError,
                      FormulaError, FormulaWarning, MissingValuesWarning, MixedpyError, MixedpyInfo, MixedpyWarning,
                      RankDeficiencyWarning, ScaleWarning, SingularFitWarning, ZeroWeightsWarning)
 from .glmer import GlmerFit, glmer
-from .inference import anova, confint
+from .intervals import confint
+from .likelihood_ratio import anova
 from .linalg.structure import block_description
 from .lmer import LMM, lmer
+from .lmertest import anova_table, coef_table, contest
+from .marginal_means import contrast, emmeans
 from .modular import lmer_devfun
+from .performance import icc, r2
 from .pooling import pooling
 from .results import LmerFit
 from .threads import get_num_threads, set_num_threads
@@ -42,3 +47,6 @@ __all__ = [
     "DataWarning", "FormulaWarning", "MissingValuesWarning", "ZeroWeightsWarning", "RankDeficiencyWarning", "ScaleWarning",
     "FitError", "MixedpyWarning", "MixedpyInfo", "BootstrapWarning", "DiagnosticWarning",
 ]
+__all__ += ["coef_table", "contest", "anova_table", "r2", "icc"]  # lmerTest / performance (issue 12)
+__all__ += ["lmerControl", "glmerControl", "ConvCheck", "ControlError", "ConvergenceError"]  # issue 14
+__all__ += ["emmeans", "contrast"]  # emmeans (issue 12)
