@@ -60,6 +60,38 @@ def loo_from_loglik(ll: np.ndarray, chains: int = 1):
         return az.loo(idata, pointwise=True)
 
 
+def person_lines_figure(people: pd.DataFrame, fit):
+    """Each person's fitted line (partial pooling) over the weeks that person was measured, and
+    the measurements.  A line is drawn only across its person's own data: past the last week it
+    would be an extrapolation the data of that person do not support.  People measured in a
+    single week get a short dash at their fitted value."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.figure import Figure
+
+    co = mp.coef(fit)["id"]
+    span = people.groupby("id").agg(first=("week", "min"), last=("week", "max"), group=("group", "first")).loc[co.index]
+    base = co["(Intercept)"] + co["groupPD"] * (span["group"] == "PD")
+    colour = np.where(span["group"] == "PD", "#1f5fa8", "#d2571e")
+    x0, x1 = span["first"].to_numpy(dtype=float), span["last"].to_numpy(dtype=float)
+    segments = np.stack([np.column_stack([x0, base + co["week"] * x0]),
+                         np.column_stack([x1, base + co["week"] * x1])], axis=1)    # (people, 2 ends, xy)
+    several = x1 > x0
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.add_collection(LineCollection(segments[several], colors=colour[several], lw=0.8, alpha=0.6))
+    if not several.all():
+        ax.scatter(x0[~several], segments[~several, 0, 1], marker="_", s=60, c=colour[~several], alpha=0.8,
+                   label="fitted value (one week measured)")
+    ax.plot([], [], color="#1f5fa8", label="PD group")
+    ax.plot([], [], color="#d2571e", label="controls")
+    ax.scatter(people["week"], people["con"], s=6, color="#222222", alpha=0.4, label="measurements")
+    ax.set_xlabel("week")
+    ax.set_ylabel("conscientiousness")
+    ax.set_title("Each person's fitted line over that person's weeks (partial pooling)")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
 def main(outdir=OUT, quick: bool = False, seed: int = 11) -> dict:
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -108,28 +140,12 @@ def main(outdir=OUT, quick: bool = False, seed: int = 11) -> dict:
           "exact leave-one-out or K-fold refits would settle them.\n")
 
     # ---- pictures -----------------------------------------------------------------------------------
-    fig = mp.plot.caterpillar(m4, max_labels=0)
-    fig.suptitle("Person intercepts and week slopes (con ~ week + group + (week | id))", fontsize=10)
+    fig = mp.plot.caterpillar(m4)
+    fig.suptitle("Person intercepts and week slopes (con ~ week + group + (week | id)):\n"
+                 "conditional modes with 95% intervals", fontsize=10)
     fig.savefig(outdir / "people_caterpillar.png", dpi=110)
 
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.5, 4), layout="constrained")
-    ax = fig.add_subplot()
-    weeks = np.linspace(0, people["week"].max(), 20)
-    co = mp.coef(m4)["id"]
-    grp = people.groupby("id")["group"].first().loc[co.index]
-    for person, row in co.iterrows():
-        base = row["(Intercept)"] + (row["groupPD"] if grp[person] == "PD" else 0.0)
-        ax.plot(weeks, base + row["week"] * weeks, color="#1f5fa8" if grp[person] == "PD" else "#d2571e",
-                lw=0.6, alpha=0.5)
-    ax.plot([], [], color="#1f5fa8", label="PD group")
-    ax.plot([], [], color="#d2571e", label="controls")
-    ax.scatter(people["week"], people["con"], s=6, color="#222222", alpha=0.4, label="measurements")
-    ax.set_xlabel("week")
-    ax.set_ylabel("conscientiousness")
-    ax.set_title("Each person's fitted line (partial pooling)")
-    ax.legend(frameon=False, fontsize=8)
+    fig = person_lines_figure(people, m4)
     fig.savefig(outdir / "people_lines.png", dpi=110)
 
     return {

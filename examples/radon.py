@@ -32,6 +32,32 @@ def shrinkage_weights(n, sigma_y: float, sigma_alpha: float) -> np.ndarray:
     return prec_data / (prec_data + 1.0 / sigma_alpha ** 2)
 
 
+def weights_figure(n_j, sigma_y: float, sigma_alpha: float):
+    """The shrinkage weight w(n) against county size, with every county on the curve and the size
+    where w = 1/2.  The size axis has the ticks of ``mp.plot.shrinkage`` (plain 1, 2, 5, 10, ...),
+    so the two radon pictures read alike."""
+    from matplotlib.figure import Figure
+
+    n_j = np.asarray(n_j, dtype=float)
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    grid = np.geomspace(1, n_j.max() * 1.2, 200)
+    ax.plot(grid, shrinkage_weights(grid, sigma_y, sigma_alpha), color="#1f5fa8",
+            label=r"$w(n)=\frac{n/\sigma_y^2}{n/\sigma_y^2+1/\sigma_\alpha^2}$")
+    ax.plot(n_j, shrinkage_weights(n_j, sigma_y, sigma_alpha), "o", color="#222222", ms=4, label="counties")
+    n_half = sigma_y ** 2 / sigma_alpha ** 2
+    ax.axvline(n_half, color="#bbbbbb", ls="--", lw=1)
+    ax.annotate(f"w = 1/2 at n = sigma_y^2/sigma_alpha^2 = {n_half:.1f}", (n_half, 0.5), xytext=(8, -20),
+                textcoords="offset points", fontsize=8)
+    mp.plot.group_size_axis(ax, n_j)
+    ax.set_xlabel("houses in county (n_j)")
+    ax.set_ylabel("weight of the county's own mean")
+    ax.set_ylim(0, 1)
+    ax.set_title("Shrinkage weight grows with county size")
+    ax.legend(frameon=False, fontsize=9, loc="lower right")
+    return fig
+
+
 def main(outdir=OUT, quick: bool = False) -> dict:
     """Fit the varying-intercept model, check the weight formula against lme4's estimates, draw
     the pictures and return the facts they show."""
@@ -66,27 +92,11 @@ def main(outdir=OUT, quick: bool = False) -> dict:
     ax.set_ylabel("county mean of log radon")
     ax.figure.savefig(outdir / "radon_shrinkage.png", dpi=110)
 
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.add_subplot()
-    grid = np.geomspace(1, n_j.max() * 1.2, 200)
-    ax.plot(grid, shrinkage_weights(grid, sigma_y, sigma_alpha), color="#1f5fa8",
-            label=r"$w(n)=\frac{n/\sigma_y^2}{n/\sigma_y^2+1/\sigma_\alpha^2}$")
-    ax.plot(n_j, w, "o", color="#222222", ms=4, label="counties")
-    n_half = sigma_y ** 2 / sigma_alpha ** 2
-    ax.axvline(n_half, color="#bbbbbb", ls="--", lw=1)
-    ax.annotate(f"w = 1/2 at n = sigma_y^2/sigma_alpha^2 = {n_half:.1f}", (n_half, 0.5), xytext=(8, -20),
-                textcoords="offset points", fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("houses in county (n_j)")
-    ax.set_ylabel("weight of the county's own mean")
-    ax.set_ylim(0, 1)
-    ax.set_title("Shrinkage weight grows with county size")
-    ax.legend(frameon=False, fontsize=9, loc="lower right")
+    n_half = sigma_y ** 2 / sigma_alpha ** 2      # the size where w = 1/2
+    fig = weights_figure(n_j, sigma_y, sigma_alpha)
     fig.savefig(outdir / "radon_weights.png", dpi=110)
 
-    mp.plot.caterpillar(fit, max_labels=0).savefig(outdir / "radon_caterpillar.png", dpi=110)
+    mp.plot.caterpillar(fit).savefig(outdir / "radon_caterpillar.png", dpi=110)
 
     # ---- the same with a house-level predictor (Gelman & Hill sec. 12.4) ------------------------
     fit_floor = mp.lmer("log_radon ~ floor + (1 | county)", radon)

@@ -8,8 +8,10 @@ intervals per group).
 Nothing here calls ``pyplot.show()`` or touches pyplot's global state: when no ``ax`` is passed,
 a free-standing :class:`matplotlib.figure.Figure` is created, which draws on any backend
 (including headless Agg) and can be saved with ``fig.savefig``.  Every function returns what it
-drew on: the Axes for one-panel plots (``shrinkage``, ``pp_check``, ``predictions``) and the
-Figure for multi-panel ones (``caterpillar``, ``trace``), so callers can restyle the result.
+drew on: the Axes for one-panel plots (``pp_check``, ``predictions``, ``shrinkage`` of one
+coefficient) and the Figure for multi-panel ones (``caterpillar``, ``trace``, ``shrinkage`` of a
+random-slope model), so callers can restyle the result.  ``group_size_axis`` gives any plot
+against group size the same plain-number ticks as ``shrinkage``.
 matplotlib is imported only when a plot is drawn, so ``import mixedpy`` stays light.
 """
 from __future__ import annotations
@@ -50,66 +52,117 @@ def _ran_vals(x, level: float) -> pd.DataFrame:
     return tidy(x, effects="ran_vals", conf_int=True, conf_level=level)
 
 
+def _estimate_kind(x) -> tuple[str, str]:
+    """What the dots of a caterpillar plot are, in words (as tidy's dispatch tells the objects apart)."""
+    if hasattr(x, "draws") and hasattr(x, "posterior_predict"):
+        return "Posterior medians", "central intervals"
+    if hasattr(x, "n_sims") and hasattr(x, "fit"):
+        return "Medians of sim() draws", "central intervals"
+    return "Conditional modes", "intervals"
+
+
+def _label_positions(J: int, max_labels: int, extremes: int) -> np.ndarray:
+    """Rows whose level is named on the y axis: all of them up to ``max_labels``, else the
+    ``extremes`` lowest and highest rows (in a sorted plot: the smallest and largest effects)."""
+    if J <= max_labels:
+        return np.arange(J)
+    k = min(extremes, J // 2)
+    return np.unique(np.r_[np.arange(k), np.arange(J - k, J)])
+
+
 def caterpillar(x, group: str | None = None, terms=None, level: float = 0.95, sort: bool = True,
-                max_labels: int = 60, figsize=None):
-    """Random effects of one grouping factor with their intervals, sorted: a caterpillar plot
-    (lme4's ``dotplot(ranef(fit, condVar = TRUE))``).
+                max_labels: int = 60, extremes: int = 5, figsize=None):
+    """Random effects with their intervals, sorted: a caterpillar plot (lme4's
+    ``dotplot(ranef(fit, condVar = TRUE))``), one panel per grouping factor and coefficient.
 
     For a fit the interval is b_j +- z_{(1+level)/2} sd(b_j | y) with the conditional SD of
     lme4's ``condVar`` (Bates et al. 2015, sec. 5.1); for a posterior or ``sim()`` draws it is the
-    central quantile interval of the draws around their median.
+    central quantile interval of the draws around their median.  The figure's title states which
+    and at what level.
 
     Parameters
     ----------
     x : lmer/glmer fit, Bayesian posterior or :class:`mixedpy.arm.SimResult`
-    group : grouping factor (default: the first)
-    terms : coefficient name or list (default: all of the factor's coefficients, one panel each)
+    group : grouping factor, or a list of them (default: every factor, one row of panels each)
+    terms : coefficient name or list (default: all of each factor's coefficients, one panel each)
     level : interval coverage
-    sort : order levels by the estimate of the first panel's coefficient (the same order is used
-        in every panel so a level stays on one row)
-    max_labels : label the levels on the y axis only up to this many
+    sort : order each factor's levels by the estimate of its first coefficient (the same order in
+        every panel of that factor, so a level stays on one row)
+    max_labels : name every level on the y axis up to this many levels; beyond, name only the
+        ``extremes`` lowest and highest rows (the most extreme effects when sorted)
+    extremes : how many levels to name at each end when there are more than ``max_labels``
 
     Returns
     -------
-    matplotlib Figure with one Axes per coefficient (``fig.axes``).
+    matplotlib Figure with one Axes per (factor, coefficient) panel (``fig.axes``), factors in
+    model order.
     """
     from matplotlib.ticker import MaxNLocator
 
+    if not 0 < level < 1:
+        raise ValueError(f"level must be a coverage in (0, 1), got {level!r}")
     rv = _ran_vals(x, level)
     groups = list(dict.fromkeys(rv["group"]))
-    group = groups[0] if group is None else group
-    if group not in groups:
-        raise DataError(f"no grouping factor {group!r}; the model has {', '.join(groups)}")
-    rv = rv[rv["group"] == group]
-    available = list(dict.fromkeys(rv["term"]))
-    terms = available if terms is None else ([terms] if isinstance(terms, str) else list(terms))
-    bad = [t for t in terms if t not in available]
+    wanted = groups if group is None else ([group] if isinstance(group, str) else list(group))
+    bad = [g for g in wanted if g not in groups]
     if bad:
-        raise DataError(f"{group!r} has no random coefficient {bad[0]!r}; it has {', '.join(available)}")
-    first = rv[rv["term"] == terms[0]]
-    levels = first["level"].to_numpy()
-    order = np.argsort(first["estimate"].to_numpy(), kind="stable") if sort else np.arange(len(levels))
-    levels = levels[order]
-    J = len(levels)
-    fig = _figure(figsize or (3.2 * len(terms) + 0.8, min(2.0 + 0.16 * J, 14.0)))
-    axes = fig.subplots(1, len(terms), sharey=True, squeeze=False)[0]
-    ypos = np.arange(J)
-    for ax, term in zip(axes, terms):
-        part = rv[rv["term"] == term].set_index("level").loc[levels]
-        est = part["estimate"].to_numpy(dtype=float)
-        lo, hi = part["conf.low"].to_numpy(dtype=float), part["conf.high"].to_numpy(dtype=float)
-        ax.axvline(0.0, color=GRID, lw=1, zorder=0)
-        ax.hlines(ypos, lo, hi, color=MODEL, lw=1.2, label=f"{100 * level:g}% interval")
-        ax.plot(est, ypos, "o", ms=3.5, color=INK, label="estimate")
-        ax.set_title(f"{group}: {term}")
-        ax.set_xlabel("random effect")
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # narrow panels: keep tick labels apart
-        ax.grid(axis="x", color="#eeeeee")
-    axes[0].set_yticks(ypos if J <= max_labels else [])
-    if J <= max_labels:
-        axes[0].set_yticklabels(levels, fontsize=7 if J > 25 else 9)
-    axes[0].set_ylabel(group)
-    axes[0].set_ylim(-0.8, J - 0.2)
+        raise DataError(f"no grouping factor {bad[0]!r}; the model has {', '.join(groups)}")
+    panels = []                                       # (factor, [terms], levels in row order)
+    for g in wanted:
+        part = rv[rv["group"] == g]
+        available = list(dict.fromkeys(part["term"]))
+        if terms is None:
+            use = available
+        else:
+            asked = [terms] if isinstance(terms, str) else list(terms)
+            use = [t for t in asked if t in available]
+        if use:
+            first = part[part["term"] == use[0]]
+            levels = first["level"].to_numpy()
+            if sort:
+                levels = levels[np.argsort(first["estimate"].to_numpy(dtype=float), kind="stable")]
+            panels.append((g, use, levels))
+    if terms is not None:
+        asked = [terms] if isinstance(terms, str) else list(terms)
+        drawn = {t for _, use, _ in panels for t in use}
+        missing = [t for t in asked if t not in drawn]
+        if missing:
+            have = sorted(set(rv.loc[rv["group"].isin(wanted), "term"]))
+            raise DataError(f"no random coefficient {missing[0]!r} in {', '.join(wanted)}; "
+                            f"the coefficients are {', '.join(have)}")
+    ncol = max(len(use) for _, use, _ in panels)
+    heights = [len(levels) + 4 for _, _, levels in panels]     # title and axis take ~4 rows
+    row_in = [min(0.16 * h, 14.0 / len(panels)) for h in heights]
+    fig = _figure(figsize or (3.2 * ncol + 1.2, min(sum(row_in) + 0.9, 16.0)))
+    grid = fig.add_gridspec(len(panels), ncol, height_ratios=row_in)
+    dots, spans = _estimate_kind(x)
+    for r, (g, use, levels) in enumerate(panels):
+        J = len(levels)
+        ypos = np.arange(J)
+        part = rv[rv["group"] == g]
+        first_ax = None
+        for c, term in enumerate(use):
+            ax = fig.add_subplot(grid[r, c], sharey=first_ax)
+            first_ax = first_ax or ax
+            cell = part[part["term"] == term].set_index("level").loc[levels]
+            est = cell["estimate"].to_numpy(dtype=float)
+            lo, hi = cell["conf.low"].to_numpy(dtype=float), cell["conf.high"].to_numpy(dtype=float)
+            ax.axvline(0.0, color=GRID, lw=1, zorder=0)
+            ax.hlines(ypos, lo, hi, color=MODEL, lw=1.2 if J <= 60 else 0.8)
+            ax.plot(est, ypos, "o", ms=3.5 if J <= 60 else 2.0, color=INK)
+            ax.set_title(f"{g}: {term}", fontsize=10)
+            ax.set_xlabel(f"random effect, {100 * level:g}% interval", fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # narrow panels: keep tick labels apart
+            ax.grid(axis="x", color="#eeeeee")
+            if c > 0:
+                ax.tick_params(axis="y", labelleft=False)
+        shown = _label_positions(J, max_labels, extremes)
+        first_ax.set_yticks(shown)
+        first_ax.set_yticklabels([str(v) for v in levels[shown]], fontsize=7 if len(shown) > 25 else 9)
+        note = "" if len(shown) == J else f" ({J} levels; {len(shown) // 2} at each end named)"
+        first_ax.set_ylabel(g + note, fontsize=9)
+        first_ax.set_ylim(-0.8, J - 0.2)
+    fig.suptitle(f"{dots} with {100 * level:g}% {spans}", fontsize=10)
     return fig
 
 
@@ -118,38 +171,111 @@ def caterpillar(x, group: str | None = None, terms=None, level: float = 0.95, so
 # --------------------------------------------------------------------------------------------
 
 
-def _pooling_table(x, group, term: str | None) -> tuple[pd.DataFrame, float | None, str]:
-    """(table with n, no_pooling, partial for one coefficient; grand-mean line; scale)."""
+def _pooling_source(x, group) -> tuple[pd.DataFrame, str]:
+    """The pooling table (columns term, n, no_pooling, partial; one row per level and
+    coefficient) and the scale its estimates are on."""
     if isinstance(x, pd.DataFrame):
         tab = x.rename(columns={"partial_pooling": "partial"})
         need = {"n", "no_pooling", "partial"}
         if not need <= set(tab.columns):
             raise DataError(f"a pooling table needs columns {sorted(need)} (as mixedpy.pooling returns); "
                             f"it has {list(x.columns)}")
-        grand = tab.attrs.get("grand_mean")
     else:
         from .pooling import pooling
 
         tab = pooling(x, group=group)
-        grand = tab.attrs.get("grand_mean")  # GLMMs: on the probability scale; else from the fixef below
-    if "term" in tab.columns:
-        terms = list(dict.fromkeys(tab["term"]))
-        want = term if term is not None else ("(Intercept)" if "(Intercept)" in terms else terms[0])
-        if want not in terms:
-            raise DataError(f"no coefficient {want!r} in the pooling table; it has {', '.join(terms)}")
-        sub = tab[tab["term"] == want]
-        if not isinstance(x, pd.DataFrame) and grand is None:
-            names = list(x.fixef_names)
-            grand = float(x.beta[names.index(want)]) if want in names else 0.0
-        if grand is None and "complete" in sub.columns:
-            grand = float(sub["complete"].iloc[0])
-        sub.attrs.update(tab.attrs)
-        tab = sub
-    return tab, grand, tab.attrs.get("scale", "response")
+    if "term" not in tab.columns:
+        tab = tab.assign(term="(Intercept)")
+    return tab, tab.attrs.get("scale", "response")
 
 
-def shrinkage(x, group: str | None = None, term: str | None = None, grand_mean: float | None = None,
-              log_x: bool = True, ax=None, figsize=(6.5, 4.2)):
+def _grand_line(x, tab: pd.DataFrame, sub: pd.DataFrame, term: str) -> float | None:
+    """Where the reference line of one coefficient goes: the table's ``grand_mean`` (GLMMs, on
+    the probability scale), the fit's fixed effect for the coefficient (0 when the coefficient
+    has none, as the random effect then varies around 0), or a table's ``complete`` estimate."""
+    if "grand_mean" in tab.attrs:
+        return tab.attrs["grand_mean"]
+    if not isinstance(x, pd.DataFrame):
+        names = list(x.fixef_names)
+        return float(x.beta[names.index(term)]) if term in names else 0.0
+    if "complete" in sub.columns:
+        return float(sub["complete"].iloc[0])
+    return None
+
+
+def _size_positions(n: np.ndarray, log_x: bool) -> tuple[np.ndarray, tuple[float, float]]:
+    """x positions for groups of sizes n and the axis limits.
+
+    Groups of equal size are spread evenly over a band of +-1.5% of the axis span (at most a
+    quarter of the gap to the next size), in a fixed shuffled order, so they stay apart without
+    leaving their column; the axis spans at least 0.6 decades (log) or half the largest size
+    (linear), so balanced designs, where all groups share one size, stay one narrow column
+    instead of being stretched across the whole axis."""
+    u = np.log10(n) if log_x else n.astype(float)
+    lo, hi = float(u.min()), float(u.max())
+    span = max(hi - lo, 0.6 if log_x else max(0.5 * abs(hi), 1.0))
+    distinct, inverse, counts = np.unique(u, return_inverse=True, return_counts=True)
+    gap = float(np.min(np.diff(distinct))) if distinct.size > 1 else np.inf
+    half = min(0.015 * span, 0.25 * gap)
+    offset = np.zeros(u.size)
+    rng = np.random.default_rng(0)
+    for k in np.flatnonzero(counts > 1):     # a few distinct sizes, not one pass per group
+        members = np.flatnonzero(inverse == k)
+        offset[rng.permutation(members)] = np.linspace(-half, half, members.size)
+    mid, pad = (lo + hi) / 2, span / 2 + 0.06 * span
+    lims = (mid - pad, mid + pad)
+    if log_x:
+        return 10 ** (u + offset), (10 ** lims[0], 10 ** lims[1])
+    return u + offset, lims
+
+
+def group_size_axis(ax, sizes=None, log_x: bool = True, max_ticks: int = 8) -> None:
+    """Label an x axis of group sizes in plain numbers: ticks at the observed sizes when there
+    are at most ``max_ticks`` distinct ones (e.g. 5, 10, 25, 35 students), else at 1, 2, 5, 10,
+    20, ...  (log) or integer steps (linear).  The one tick style of mixedpy's group-size axes."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
+
+    if log_x:
+        ax.set_xscale("log")
+    distinct = np.unique(np.asarray(sizes, dtype=float)) if sizes is not None else np.array([])
+    if 0 < distinct.size <= max_ticks:
+        ax.xaxis.set_major_locator(FixedLocator(distinct))
+        ax.xaxis.set_minor_locator(NullLocator())
+    elif log_x:
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _draw_shrinkage(ax, sub: pd.DataFrame, mu, scale: str, log_x: bool, name: str, term: str,
+                    legend: bool = True) -> None:
+    n = sub["n"].to_numpy(dtype=float)
+    raw, part = sub["no_pooling"].to_numpy(dtype=float), sub["partial"].to_numpy(dtype=float)
+    xs, lims = _size_positions(n, log_x)
+    ax.vlines(xs, raw, part, color=GRID, lw=0.8, zorder=1)
+    ax.plot(xs, raw, "o", mfc="white", mec=RAW, ms=5, label="no pooling (group's own estimate)", zorder=2)
+    ax.plot(xs, part, "o", color=MODEL, ms=4, label="partial pooling (multilevel)", zorder=3)
+    intercept = term == "(Intercept)"
+    if mu is not None and np.isfinite(mu):
+        ax.axhline(mu, color=INK, ls="--", lw=1, zorder=0,
+                   label="grand mean" if intercept else f"population {term} (fixed effect)")
+    group_size_axis(ax, n, log_x)
+    ax.set_xlim(*lims)
+    ax.set_xlabel(("trials" if scale == "probability" else "observations") + " in group (n_j)")
+    ax.set_ylabel(("estimate" if intercept else f"coefficient of {term}")
+                  + (" (probability)" if scale == "probability" else ""))
+    what = "estimates" if intercept else f"{term} coefficients"
+    # two lines: one line overruns a panel of a two-coefficient figure
+    ax.set_title(f"Shrinkage of {name} {what}\ntoward the {'grand mean' if intercept else 'fixed effect'}",
+                 fontsize=10)
+    if legend:
+        ax.legend(fontsize=8, frameon=False)
+
+
+def shrinkage(x, group: str | None = None, term=None, grand_mean=None, log_x: bool = True, ax=None,
+              figsize=None):
     """No-pooling against partial-pooling estimates by group size, with the grand mean.
 
     Each group is drawn twice at its size n_j: its own estimate (no pooling, open circle) and the
@@ -159,7 +285,9 @@ def shrinkage(x, group: str | None = None, term: str | None = None, grand_mean: 
 
         alpha_j = w_j ybar_j + (1 - w_j) mu,   w_j = (n_j / sigma_y^2) / (n_j / sigma_y^2 + 1 / sigma_alpha^2),
 
-    so small groups are pulled furthest toward the grand mean mu (dashed line).
+    so small groups are pulled furthest toward the grand mean mu (dashed line).  A model with
+    several random coefficients per group (``(Days | Subject)``) gets one panel per coefficient,
+    each with its own fixed effect as the line; ``term=`` picks one.
 
     Parameters
     ----------
@@ -168,47 +296,56 @@ def shrinkage(x, group: str | None = None, term: str | None = None, grand_mean: 
         :func:`mixedpy.pooling.binomial_pooling`), or a table as :func:`mixedpy.pooling` returns (columns ``term,
         n, no_pooling, partial``, with ``complete`` used for the line)
     group : grouping factor (default: the first)
-    term : coefficient to show (default ``(Intercept)``)
-    grand_mean : where to draw the line (default: the fit's fixed effect for ``term``, the
-        table's ``complete`` estimate, or ``attrs["grand_mean"]``)
+    term : coefficient, or list of them, to show (default: every random coefficient of ``group``)
+    grand_mean : where to draw the line: a number (one coefficient) or a dict by coefficient
+        (default: the fit's fixed effect for the coefficient, the table's ``complete`` estimate,
+        or ``attrs["grand_mean"]``)
     log_x : group size on a log axis (sizes usually span orders of magnitude)
+    ax : an Axes to draw one coefficient on, or a sequence of Axes, one per coefficient
 
     Returns
     -------
-    matplotlib Axes.
+    matplotlib Axes when one coefficient is drawn; else the Figure, one Axes per coefficient
+    (``fig.axes``, in the model's order).
     """
-    tab, mu, scale = _pooling_table(x, group, term)
-    mu = mu if grand_mean is None else grand_mean
-    n = tab["n"].to_numpy(dtype=float)
-    raw, part = tab["no_pooling"].to_numpy(dtype=float), tab["partial"].to_numpy(dtype=float)
-    ax = _axes(ax, figsize)
-    # small horizontal jitter so groups of equal size stay visible, deterministic across runs
-    jitter = 1.0 + 0.04 * (np.random.default_rng(0).random(n.size) - 0.5) if log_x else 1.0
-    xs = n * jitter
-    ax.vlines(xs, raw, part, color=GRID, lw=0.8, zorder=1)
-    ax.plot(xs, raw, "o", mfc="white", mec=RAW, ms=5, label="no pooling (group's own estimate)", zorder=2)
-    ax.plot(xs, part, "o", color=MODEL, ms=4, label="partial pooling (multilevel)", zorder=3)
-    if mu is not None and np.isfinite(mu):
-        ax.axhline(mu, color=INK, ls="--", lw=1, label="grand mean", zorder=0)
-    if log_x:
-        _plain_log_x(ax)
-    ax.set_xlabel(("trials" if scale == "probability" else "observations") + " in group (n_j)")
-    ax.set_ylabel("estimate" + (" (probability)" if scale == "probability" else ""))
+    tab, scale = _pooling_source(x, group)
+    available = list(dict.fromkeys(tab["term"]))
+    terms = available if term is None else ([term] if isinstance(term, str) else list(term))
+    bad = [t for t in terms if t not in available]
+    if bad:
+        raise DataError(f"no coefficient {bad[0]!r} in the pooling table; it has {', '.join(available)}")
     name = tab.attrs.get("group") or tab.index.name or "group"
-    which = "" if term in (None, "(Intercept)") else f" ({term})"
-    ax.set_title(f"Shrinkage of {name} estimates{which} toward the grand mean")
-    ax.legend(fontsize=8, frameon=False)
-    return ax
-
-
-def _plain_log_x(ax) -> None:
-    """Log x axis labelled 1, 2, 5, 10, 20, ... in plain numbers (group sizes read better that way)."""
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    if ax is not None:
+        axes = list(ax) if isinstance(ax, (list, tuple, np.ndarray)) else [ax]
+        if len(axes) != len(terms):
+            raise DataError(f"{name} has {len(terms)} random coefficients ({', '.join(terms)}) and "
+                            f"{len(axes)} Axes were given; pass term= to choose one, or one Axes per coefficient")
+        fig = None
+    else:
+        fig = _figure(figsize or ((6.5, 4.2) if len(terms) == 1 else (5.0 * len(terms), 4.2)))
+        axes = list(fig.subplots(1, len(terms), squeeze=False)[0])
+    for a, t in zip(axes, terms):
+        sub = tab[tab["term"] == t]
+        if isinstance(grand_mean, dict):
+            mu = grand_mean.get(t, _grand_line(x, tab, sub, t))
+        elif grand_mean is not None:
+            if len(terms) > 1:
+                raise DataError("grand_mean for several coefficients must be a dict by coefficient")
+            mu = grand_mean
+        else:
+            mu = _grand_line(x, tab, sub, t)
+        _draw_shrinkage(a, sub, mu, scale, log_x, name, t, legend=len(terms) == 1)
+    if len(terms) == 1:
+        return axes[0]
+    fig = axes[0].figure
+    # one legend below the panels (a legend inside would sit on the points of some panel)
+    handles = {}
+    for a in axes:
+        for h, lab in zip(*a.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), fontsize=8, frameon=False, ncol=len(handles),
+               loc="outside lower center")
+    return fig
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,14 +392,17 @@ def trace(post, params=None, max_params: int = 6, figsize=None):
     if bad:
         raise DataError(f"no parameter {bad[0]!r} in the draws")
     chains = list(dict.fromkeys(chain))
-    fig = _figure(figsize or (7.5, 1.6 * len(params) + 0.6))
+    fig = _figure(figsize or (7.5, 1.7 * len(params) + 0.8))
     axes = fig.subplots(len(params), 1, sharex=True, squeeze=False)[:, 0]
     for ax, p in zip(axes, params):
         for c in chains:
             v = d.loc[chain == c, p].to_numpy(dtype=float)
             ax.plot(np.arange(v.size), v, lw=0.6, alpha=0.8, label=f"chain {c}")
-        ax.set_ylabel(p, fontsize=8)
-    axes[0].legend(fontsize=7, ncol=max(1, len(chains)), frameon=False, loc="upper right")
+        # the name goes above the panel, not along the y axis: covariance names such as
+        # Sigma[Subject:Days,(Intercept)] are taller than a panel and ran into their neighbours
+        ax.set_title(p, fontsize=9, loc="left")
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, ncol=max(1, len(chains)), frameon=False,
+               loc="outside upper right")
     axes[-1].set_xlabel("iteration (after warmup)")
     return fig
 
@@ -368,4 +508,4 @@ def predictions(draws, labels=None, observed=None, levels=(0.5, 0.95), sort: boo
     return ax
 
 
-__all__ = ["caterpillar", "shrinkage", "trace", "pp_check", "predictions"]
+__all__ = ["caterpillar", "shrinkage", "trace", "pp_check", "predictions", "group_size_axis"]

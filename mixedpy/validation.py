@@ -30,6 +30,7 @@ import pandas as pd
 
 from .errors import (DataError, DataWarning, MissingValuesWarning, RankDeficiencyWarning, ScaleWarning,
                      ZeroWeightsWarning)
+from .frames import to_pandas
 
 
 # -- arguments ------------------------------------------------------------------------------
@@ -43,7 +44,9 @@ def check_bool(value, name: str) -> bool:
 
 # -- the data frame -------------------------------------------------------------------------
 def as_data_frame(data) -> pd.DataFrame:
-    """``data`` as a DataFrame with unique column names."""
+    """``data`` as a DataFrame with unique column names (polars, pyarrow and interchange-protocol
+    frames are converted by :func:`mixedpy.frames.to_pandas`)."""
+    data = to_pandas(data)
     if not isinstance(data, pd.DataFrame):
         try:
             data = pd.DataFrame(data)
@@ -182,7 +185,7 @@ def check_constant_response(y: np.ndarray, weights: np.ndarray | None, name: str
     yy = np.asarray(y, dtype=float)
     if weights is not None:
         yy = yy[np.asarray(weights) > 0]
-    if np.unique(yy).size < 2:
+    if yy.size == 0 or np.all(yy == yy[0]):   # (np.unique would sort all n values)
         value = f" (every value is {yy[0]:g})" if yy.size else ""
         raise DataError(f"response {name!r} is constant{value}: {model} needs variation in the response "
                         "(the residual and random-effect variances are not identifiable otherwise)")

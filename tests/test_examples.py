@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import mixedpy as mp
 from conftest import load_ref
+from test_plot import _drawn, _xtick_labels   # drawn tick labels, read as a reader sees them
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -83,6 +85,21 @@ def test_radon_shrinkage_weight_facts(radon):
     assert w == pytest.approx(0.5)
     assert "floor       -0.66     0.07" in facts["display_floor"]
     _pngs_ok(facts, out, 3)
+
+
+def test_radon_plots_share_one_tick_style(radon):
+    """Both pictures with county size on the x axis label it 1, 2, 5, 10, 20, 50, 100 (the weights
+    plot had 10^0, 10^1, 10^2 beside the shrinkage plot's 1.0, 2.0, 5.0)."""
+    facts, _ = radon
+    mod = _load("radon")
+    n_j = mp.datasets.load("radon").groupby("county").size().to_numpy()
+    weights = _drawn(mod.weights_figure(n_j, facts["sigma_y"], facts["sigma_alpha"])).axes[0]
+    shrink = _drawn(mp.plot.shrinkage(facts["fit"]).figure).axes[0]
+    assert _xtick_labels(weights) == ["1", "2", "5", "10", "20", "50", "100"]
+    assert _xtick_labels(shrink)[:6] == _xtick_labels(weights)[:6]
+    # the counties drawn on the curve are the weights of their sizes
+    pts = [ln for ln in weights.get_lines() if ln.get_marker() == "o"][0]
+    np.testing.assert_allclose(pts.get_ydata(), mod.shrinkage_weights(n_j, facts["sigma_y"], facts["sigma_alpha"]))
 
 
 def test_radon_runs_as_a_script(tmp_path):
@@ -210,6 +227,27 @@ def test_people_partial_pooling_wins_loo(people):
     _pngs_ok(facts, out, 2)
 
 
+def test_people_lines_stay_within_each_persons_weeks(people):
+    """Each fitted line runs from that person's first to last measured week, at the fitted values
+    of partial pooling there, and no further."""
+    from matplotlib.collections import LineCollection
+
+    facts, _ = people
+    m4 = facts["fits"][3]
+    data = mp.datasets.load("mlm").dropna(subset=["week", "group"])
+    fig = _load("people_over_time").person_lines_figure(data, m4)
+    (lines,) = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    segs = np.asarray(lines.get_segments())                 # (people, 2 ends, xy)
+    span = data.groupby("id")["week"].agg(["min", "max"]).loc[mp.coef(m4)["id"].index]
+    assert len(segs) == len(span) == 88                     # everyone has two weeks or more
+    np.testing.assert_allclose(segs[:, 0, 0], span["min"].to_numpy())
+    np.testing.assert_allclose(segs[:, 1, 0], span["max"].to_numpy())
+    assert segs[:, :, 0].max() == data["week"].max() and (segs[:, 1, 0] < data["week"].max()).any()
+    # the line's ends are the model's fitted values for that person at those weeks
+    ends = data.groupby("id").agg(week=("week", "max"), group=("group", "first")).loc[span.index].reset_index()
+    np.testing.assert_allclose(segs[:, 1, 1], np.asarray(m4.predict(ends)), rtol=1e-10)
+
+
 def test_no_pooling_loglik_posterior_moments():
     """The conjugate no-pooling posterior: draws of beta centre on OLS with sd se * sqrt(nu/(nu-2))."""
     mod = _load("people_over_time")
@@ -236,6 +274,7 @@ def test_classrooms_partial_pooling_wins_for_small_classes(tmp_path_factory):
     assert facts["partial_beats_no_pooling_small"]
     adv = facts["advantage_by_size"]
     assert adv[5] > adv[35]                     # the gain shrinks as classes grow
+    assert facts["share_partial_lower"][5] >= 0.8  # and holds in most single schools, not every one
     assert 0.8 < facts["glmer_sigma"] < 2.5 and 0.8 < facts["glmer_alpha_bar"] < 2.5
     assert facts["bayes_alpha_bar"] == pytest.approx(facts["glmer_alpha_bar"], abs=0.4)
     assert facts["bayes_vs_glmer_max_abs_diff"] < 0.1
@@ -243,6 +282,38 @@ def test_classrooms_partial_pooling_wins_for_small_classes(tmp_path_factory):
     assert mp.fixef(facts["frog_fit"]).iloc[0] == pytest.approx(ref["fixef"]["(Intercept)"], rel=1e-4)
     assert mp.sigma_hat(facts["frog_fit"])["tank"].iloc[0] == pytest.approx(_sd(ref, "tank"), rel=1e-4)
     _pngs_ok(facts, out, 3)
+
+
+def test_classrooms_error_figure_draws_every_school():
+    """The error picture shows each simulated school's mean error per class size, their averages
+    and the count of schools where partial pooling erred less: the claim of the script, which is
+    about the average, and not one school that may go either way."""
+    mod = _load("classrooms")
+    rng = np.random.default_rng(3)
+    reps = [pd.DataFrame({"no_pooling": rng.uniform(0.05, 0.15, 4), "glmer": rng.uniform(0.05, 0.15, 4)},
+                         index=pd.Index(list(mod.SIZES), name="size")) for _ in range(6)]
+    ax = mod.error_figure(reps).axes[0]
+    no_pool = [ln for ln in ax.get_lines() if ln.get_marker() == "o" and ln.get_markerfacecolor() == "white"]
+    partial = [ln for ln in ax.get_lines() if ln.get_marker() == "o" and ln.get_markerfacecolor() != "white"]
+    assert len(no_pool) == len(partial) == 4
+    for i, n in enumerate(mod.SIZES):
+        np.testing.assert_allclose(no_pool[i].get_ydata(), [r.loc[n, "no_pooling"] for r in reps])
+        np.testing.assert_allclose(partial[i].get_ydata(), [r.loc[n, "glmer"] for r in reps])
+    means = sorted(float(seg[0, 1]) for c in ax.collections for seg in c.get_segments())
+    want = sorted(float(np.mean([r.loc[n, col] for r in reps])) for n in mod.SIZES for col in ("no_pooling", "glmer"))
+    np.testing.assert_allclose(means, want)
+    wins = [sum(r.loc[n, "glmer"] < r.loc[n, "no_pooling"] for r in reps) for n in mod.SIZES]
+    notes = [t.get_text() for t in ax.texts]
+    assert notes == [f"partial pooling lower\nin {w} of 6 schools" for w in wins]
+    assert "6 simulated schools" in ax.get_title()
+
+
+def test_classrooms_shrinkage_has_ticks_at_every_class_size():
+    mod = _load("classrooms")
+    students, _ = mod.simulate_classrooms(np.random.default_rng(5))
+    fit = mp.glmer(mod.MODEL, mod.aggregate(students), family="binomial")
+    ax = _drawn(mp.plot.shrinkage(fit).figure).axes[0]
+    assert _xtick_labels(ax) == ["5", "10", "25", "35"]
 
 
 def test_classroom_simulation_design():

@@ -89,6 +89,66 @@ def test_caterpillar_choices_and_errors():
         mp.plot.caterpillar(_sleep(), terms="Hours")
 
 
+def test_caterpillar_states_its_interval():
+    fig = mp.plot.caterpillar(_sleep(), level=0.9)
+    assert fig.get_suptitle() == "Conditional modes with 90% intervals"
+    assert all("90% interval" in ax.get_xlabel() for ax in fig.axes)
+    assert mp.plot.caterpillar(_post(), level=0.8).get_suptitle() == "Posterior medians with 80% central intervals"
+    with pytest.raises(ValueError, match="level"):
+        mp.plot.caterpillar(_sleep(), level=95)
+
+
+def test_caterpillar_draws_every_grouping_factor():
+    """Crossed (penicillin: plate, sample) and nested (pastes: cask within batch) factors each get a
+    panel of their own, with their own levels labelled and their own sort order."""
+    pen = mp.datasets.load("penicillin")
+    fit = mp.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", pen)
+    fig = mp.plot.caterpillar(fit)
+    assert [ax.get_title() for ax in fig.axes] == ["plate: (Intercept)", "sample: (Intercept)"]
+    re = mp.ranef(fit)
+    for ax, g in zip(fig.axes, ["plate", "sample"]):
+        (pts,) = _points(ax)
+        x = pts.get_data()[0]
+        assert len(x) == len(re[g]) and np.all(np.diff(x) >= 0)
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        np.testing.assert_allclose(x, re[g].loc[labels, "(Intercept)"].to_numpy())   # label i names row i
+        assert ax.get_ylabel() == g
+    fig = mp.plot.caterpillar(fit, group="sample")
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "sample: (Intercept)"
+    pastes = mp.lmer("strength ~ 1 + (1 | batch/cask)", mp.datasets.load("pastes"))
+    fig = mp.plot.caterpillar(pastes)
+    assert sorted(ax.get_title() for ax in fig.axes) == ["batch: (Intercept)", "cask:batch: (Intercept)"]
+    assert sorted(len(_points(ax)[0].get_xdata()) for ax in fig.axes) == [10, 30]
+    # a term asked for in one factor only is drawn there (a made-up Batch: its variance is ~0)
+    with pytest.warns(mp.SingularFitWarning):
+        both = mp.lmer("Reaction ~ Days + (Days | Subject) + (1 | Batch)",
+                       mp.datasets.load("sleepstudy").assign(Batch=lambda d: (d["Days"] % 3).astype(str)))
+    fig = mp.plot.caterpillar(both)
+    assert [ax.get_title() for ax in fig.axes] == ["Subject: (Intercept)", "Subject: Days", "Batch: (Intercept)"]
+    fig = mp.plot.caterpillar(both, terms="Days")
+    assert [ax.get_title() for ax in fig.axes] == ["Subject: Days"]
+
+
+def test_caterpillar_names_the_extremes_of_many_levels():
+    """85 counties are more than max_labels: the 5 lowest and 5 highest are named, at their rows,
+    and the axis says so."""
+    fit = _radon()
+    fig = mp.plot.caterpillar(fit)
+    ax = fig.axes[0]
+    ticks = ax.get_yticks()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    re = mp.ranef(fit)["county"]["(Intercept)"].sort_values(kind="stable")
+    assert labels == list(re.index[:5]) + list(re.index[-5:])
+    np.testing.assert_array_equal(ticks, np.r_[0:5, 80:85])
+    (pts,) = _points(ax)
+    np.testing.assert_allclose(pts.get_data()[0][ticks.astype(int)], re.loc[labels].to_numpy())
+    assert "85 levels" in ax.get_ylabel()
+    fig = mp.plot.caterpillar(fit, max_labels=100)
+    assert len(fig.axes[0].get_yticklabels()) == 85
+    fig = mp.plot.caterpillar(fit, extremes=2)
+    assert len(fig.axes[0].get_yticklabels()) == 4
+
+
 def test_caterpillar_of_posterior_and_sim():
     post = _post()
     fig = mp.plot.caterpillar(post)
@@ -141,8 +201,8 @@ def test_shrinkage_from_pooling_table_and_glmm():
 
 def test_shrinkage_of_a_slope():
     fit = mp.lmer("Reaction ~ Days + (0 + Days | Subject)", mp.datasets.load("sleepstudy"))
-    ax = mp.plot.shrinkage(fit)          # the only random coefficient is shown
-    assert "(Days)" not in ax.get_title()
+    ax = mp.plot.shrinkage(fit)          # the only random coefficient is shown, and named
+    assert isinstance(ax, Axes) and "Days" in ax.get_title() and "Days" in ax.get_ylabel()
     hl = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     assert np.allclose(hl[0].get_ydata(), mp.fixef(fit)["Days"])
     raw, part = _points(ax)
@@ -151,12 +211,88 @@ def test_shrinkage_of_a_slope():
         mp.plot.shrinkage(fit, term="(Intercept)")
 
 
+def test_shrinkage_of_a_slope_model_shows_every_coefficient():
+    """(Days | Subject): one panel per coefficient, never silently only the intercept."""
+    fit = _sleep()
+    fig = mp.plot.shrinkage(fit)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    co, fe = mp.coef(fit)["Subject"], mp.fixef(fit)
+    for ax, term in zip(fig.axes, ["(Intercept)", "Days"]):
+        raw, part = _points(ax)
+        np.testing.assert_allclose(np.sort(part.get_ydata()), np.sort(co[term].to_numpy()), rtol=1e-8)
+        hl = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+        assert len(hl) == 1 and np.allclose(hl[0].get_ydata(), fe[term])
+    assert "Days" in fig.axes[1].get_title() and "Days" not in fig.axes[0].get_title()
+    # one legend for the figure, naming both reference lines
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert "grand mean" in texts and any("Days" in t and "fixed effect" in t for t in texts)
+    # the choice of one coefficient
+    ax = mp.plot.shrinkage(fit, term="Days")
+    assert isinstance(ax, Axes) and "Days" in ax.get_title()
+    with pytest.raises(mp.DataError, match="pass term="):
+        mp.plot.shrinkage(fit, ax=Figure().add_subplot())
+    two = Figure().subplots(1, 2)
+    assert mp.plot.shrinkage(fit, ax=two) is two[0].figure
+    with pytest.raises(mp.DataError, match="dict by coefficient"):
+        mp.plot.shrinkage(fit, grand_mean=250.0)
+    fig = mp.plot.shrinkage(fit, grand_mean={"Days": 0.0})
+    assert np.allclose([ln for ln in fig.axes[1].get_lines() if ln.get_linestyle() == "--"][0].get_ydata(), 0.0)
+
+
+def _drawn(fig):
+    """Render on Agg (tick labels are filled in at draw time) without pyplot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def _xtick_labels(ax):
+    lo, hi = sorted(ax.get_xlim())
+    return [t.get_text() for t, v in zip(ax.get_xticklabels(), ax.get_xticks()) if lo <= v <= hi]
+
+
+def test_shrinkage_balanced_groups_jitter_stays_small():
+    """All 18 subjects have 10 observations: they stay one narrow column at n = 10 (within 2.5%), on an
+    axis that spans at least a factor of 3, labelled 10 only."""
+    fit = mp.lmer("Reaction ~ Days + (1 | Subject)", mp.datasets.load("sleepstudy"))
+    ax = mp.plot.shrinkage(fit)
+    raw, part = _points(ax)
+    x = raw.get_xdata()
+    assert np.all(np.abs(x / 10 - 1) < 0.025) and np.ptp(x) > 0       # apart, but not far
+    lo, hi = ax.get_xlim()
+    assert hi / lo > 3 and lo < 10 < hi
+    _drawn(ax.figure)
+    assert _xtick_labels(ax) == ["10"]
+    # on a linear axis too
+    ax = mp.plot.shrinkage(fit, log_x=False)
+    x = _points(ax)[0].get_xdata()
+    lo, hi = ax.get_xlim()
+    assert np.ptp(x) < 0.05 * (hi - lo)
+
+
+def test_shrinkage_ticks_at_the_observed_sizes():
+    """Few distinct group sizes (reedfrogs' tanks of 10, 25 and 35 tadpoles) are the ticks, in
+    plain numbers; many sizes (radon) get 1, 2, 5, 10, ... without decimals."""
+    frogs = mp.datasets.load("reedfrogs")
+    gm = mp.glmer("cbind(surv, density - surv) ~ 1 + (1 | tank)", frogs, family="binomial")
+    ax = _drawn(mp.plot.shrinkage(gm).figure).axes[0]
+    assert _xtick_labels(ax) == ["10", "25", "35"]
+    x = _points(ax)[0].get_xdata()
+    for size in (10, 25, 35):              # each tank stays near its own size
+        near = x[np.abs(x / size - 1) < 0.1]
+        assert near.size == 16
+    ax = _drawn(mp.plot.shrinkage(_radon()).figure).axes[0]
+    assert _xtick_labels(ax) == ["1", "2", "5", "10", "20", "50", "100"]
+
+
 def test_trace_one_line_per_chain():
     post = _post()
     fig = mp.plot.trace(post, params=["(Intercept)", "sigma"])
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     ax = fig.axes[0]
-    assert ax.get_ylabel() == "(Intercept)"
+    assert ax.get_title(loc="left") == "(Intercept)"
     lines = ax.get_lines()
     assert len(lines) == 2                                   # two chains
     d = post.draws
@@ -164,6 +300,47 @@ def test_trace_one_line_per_chain():
     assert len(mp.plot.trace(post).axes) <= 6
     with pytest.raises(mp.DataError, match="no parameter"):
         mp.plot.trace(post, params="tau")
+
+
+def _in_view(lims, label, coord=1) -> bool:
+    """Whether a tick label is drawn: matplotlib keeps labels for ticks outside the view too."""
+    lo, hi = sorted(lims)
+    return lo <= label.get_position()[coord] <= hi
+
+
+def _overlaps(boxes) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+            if boxes[i].width > 0 and boxes[j].width > 0 and boxes[i].overlaps(boxes[j])]
+
+
+def test_trace_labels_of_a_slope_model_do_not_overlap():
+    """Covariance names such as Sigma[Subject:Days,(Intercept)] are longer than a panel is tall: as
+    y labels they ran into each other.  Every label (panel names, tick labels, legend) is drawn
+    apart from every other."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    cols = ["(Intercept)", "Days", "sigma", "Sigma[Subject:(Intercept),(Intercept)]",
+            "Sigma[Subject:Days,(Intercept)]", "Sigma[Subject:Days,Days]"]
+    draws = pd.DataFrame(rng.normal(size=(400, 6)) * [10, 1, 1, 300, 50, 20] + [250, 10, 25, 600, 10, 35],
+                         columns=cols)
+    draws.index = pd.MultiIndex.from_product([[1, 2], range(1, 201)], names=["chain", "draw"])
+    fig = _drawn(mp.plot.trace(SimpleNamespace(draws=draws)))
+    assert len(fig.axes) == 6
+    renderer = fig.canvas.get_renderer()
+    assert [ax.get_title(loc="left") for ax in fig.axes] == cols
+    texts = [ax._left_title for ax in fig.axes] + [ax.yaxis.label for ax in fig.axes]
+    texts += [t for ax in fig.axes for t in ax.get_yticklabels() if t.get_text() and _in_view(ax.get_ylim(), t)]
+    last = fig.axes[-1]
+    texts += [t for t in last.get_xticklabels() if t.get_text() and _in_view(last.get_xlim(), t, 0)]
+    texts += [last.xaxis.label]
+    boxes = [t.get_window_extent(renderer) for t in texts] + [fig.legends[0].get_window_extent(renderer)]
+    assert _overlaps(boxes) == []
+    # each name fits inside the figure
+    width = fig.bbox.width
+    assert all(0 <= b.x0 and b.x1 <= width for b in boxes if b.width > 0)
+    # the draws, one line per chain
+    np.testing.assert_allclose(fig.axes[4].get_lines()[1].get_ydata(), draws.loc[2, cols[4]].to_numpy())
 
 
 def test_pp_check_overlays_replicates():
