@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .control import glmerControl
 from .errors import ConvergenceWarning, FitError
 from .families import Family, Response
 from .linalg.blocked import BlockedFactor, CrossProducts, NotPositiveDefinite, TermBlock
@@ -143,6 +144,54 @@ def gh_rule(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return z, w, -0.5 * z ** 2 - 0.5 * np.log(2.0 * np.pi)
 
 
+def pirls_iterations(theta, start, factor_at, step, finish, beta, tol: float, maxit: int, refactor: bool):
+    """lme4's PIRLS loop (``pwrssUpdate``), for any way of forming the weighted cross-products.
+
+    Each iteration factors the penalized system at the working weights of the current state
+    (``factor_at(state, first)``), takes its solution (u, beta) -- beta held fixed when ``beta`` is
+    given -- and evaluates the new state and its penalized deviance ``pdev = sum(d) + |u|^2``
+    (``step(u, b) -> (state, pdev)``).  Converged when |pdev_old - pdev| < tol * pdev (lme4
+    ``tolPwrss``); a step that increases pdev is halved towards the previous iterate up to
+    ``MAX_HALVINGS`` times.  ``refactor`` factors once more at the converged state's weights.
+    ``finish(state, u, b, factor, pdev, it)`` builds the result.  Used in memory
+    (:meth:`GLMMProblem.pirls`) and with one pass over the partitions per step (mixedpy.scale).
+    """
+    joint = beta is None
+    state = start
+    u_old = b_old = None
+    pdev_old = np.inf
+    for it in range(1, maxit + 1):
+        factor = factor_at(state, u_old is None)
+        u, b = factor.coefficients()
+        if not joint:
+            b = beta
+        state, pdev = step(u, b)
+        if u_old is None and not np.isfinite(pdev):
+            # no earlier iterate to halve the step towards: the start itself leads nowhere
+            raise PIRLSError(_first_iteration_failure(
+                theta, "the penalized deviance is not finite after one step from"))
+        if abs(pdev_old - pdev) < tol * abs(pdev):
+            if refactor:
+                factor = factor_at(state, False)
+            return finish(state, u, b, factor, pdev, it)
+        if not np.isfinite(pdev) or pdev > pdev_old:
+            for _ in range(MAX_HALVINGS):
+                u = 0.5 * (u_old + u)
+                if joint:
+                    b = 0.5 * (b_old + b)
+                state, pdev = step(u, b)
+                if np.isfinite(pdev) and pdev <= pdev_old:
+                    break
+            if not np.isfinite(pdev) or pdev - pdev_old > tol * abs(pdev_old):
+                raise PIRLSError(
+                    f"PIRLS step-halvings failed to reduce the penalized deviance at theta = "
+                    f"{np.round(theta, 6).tolist()}: the conditional modes cannot be found. Check for "
+                    "separation or extreme values, rescale predictors, or try nAGQ=0 / other start values.")
+        u_old, b_old, pdev_old = u, b, pdev
+    raise PIRLSError(f"PIRLS did not converge in {maxit} iterations at theta = {np.round(theta, 6).tolist()}; "
+                     "check for separation or extreme predictor values, or rescale predictors.")
+
+
 class GLMMProblem:
     """Arrays of one GLMM and its objectives; knows nothing of formulas or DataFrames.
 
@@ -204,48 +253,27 @@ class GLMMProblem:
         joint = beta is None
         X = self.X if joint else self.X0
         base = self.offset if joint else self.offset + self.X @ beta
-        eta = np.asarray(eta_start, dtype=float)
-        mu = fam.linkinv(eta)
-        u_old = beta_old = None
-        pdev_old = np.inf
-        for it in range(1, maxit + 1):
+
+        def factor_at(state, first: bool) -> BlockedFactor:
+            eta, mu = state[0], state[1]
             mu_eta = fam.mu_eta(eta)
             sqrt_w = mu_eta * np.sqrt(wt / fam.variance(mu))
             z = eta - base + (y - mu) / mu_eta
-            if u_old is None and not (np.all(np.isfinite(sqrt_w)) and np.all(np.isfinite(z))):
+            if first and not (np.all(np.isfinite(sqrt_w)) and np.all(np.isfinite(z))):
                 raise PIRLSError(_first_iteration_failure(theta, "the working weights are not finite at"))
-            factor = CrossProducts(self.blocks, X, z, sqrt_w, self.structure).factor(T_list)
-            u, b = factor.coefficients()
-            if not joint:
-                b = beta
+            return CrossProducts(self.blocks, X, z, sqrt_w, self.structure).factor(T_list)
+
+        def step(u, b):
             eta, mu, d, pdev = self._update(T_list, base, u, b, joint)
-            if u_old is None and not np.isfinite(pdev):
-                # no earlier iterate to halve the step towards: the start itself leads nowhere
-                raise PIRLSError(_first_iteration_failure(
-                    theta, "the penalized deviance is not finite after one step from"))
-            if abs(pdev_old - pdev) < tol * abs(pdev):
-                if refactor:
-                    mu_eta = fam.mu_eta(eta)
-                    sqrt_w = mu_eta * np.sqrt(wt / fam.variance(mu))
-                    z = eta - base + (y - mu) / mu_eta
-                    factor = CrossProducts(self.blocks, X, z, sqrt_w, self.structure).factor(T_list)
-                return PirlsState(theta, np.asarray(b, float), u, eta, mu, factor, d, pdev, it, joint)
-            if not np.isfinite(pdev) or pdev > pdev_old:
-                for _ in range(MAX_HALVINGS):
-                    u = 0.5 * (u_old + u)
-                    if joint:
-                        b = 0.5 * (beta_old + b)
-                    eta, mu, d, pdev = self._update(T_list, base, u, b, joint)
-                    if np.isfinite(pdev) and pdev <= pdev_old:
-                        break
-                if not np.isfinite(pdev) or pdev - pdev_old > tol * abs(pdev_old):
-                    raise PIRLSError(
-                        f"PIRLS step-halvings failed to reduce the penalized deviance at theta = "
-                        f"{np.round(theta, 6).tolist()}: the conditional modes cannot be found. Check for "
-                        "separation or extreme values, rescale predictors, or try nAGQ=0 / other start values.")
-            u_old, beta_old, pdev_old = u, b, pdev
-        raise PIRLSError(f"PIRLS did not converge in {maxit} iterations at theta = {np.round(theta, 6).tolist()}; "
-                         "check for separation or extreme predictor values, or rescale predictors.")
+            return (eta, mu, d), pdev
+
+        def finish(state, u, b, factor, pdev, it):
+            eta, mu, d = state
+            return PirlsState(theta, np.asarray(b, float), u, eta, mu, factor, d, pdev, it, joint)
+
+        eta0 = np.asarray(eta_start, dtype=float)
+        return pirls_iterations(theta, (eta0, fam.linkinv(eta0)), factor_at, step, finish, beta, tol, maxit,
+                                refactor)
 
     def _update(self, T_list, base, u, b, joint):
         eta = base + random_part(self.terms, b_from_u(self.terms, T_list, u))
@@ -319,6 +347,7 @@ class GlmmFitResult:
     messages: list[tuple[type, str]] = field(default_factory=list)
     convergence: Convergence | None = None
     polish: PolishRecord | None = None
+    control: glmerControl | None = None   # the settings the fit used (refits reuse them)
 
 
 @dataclass(frozen=True)
@@ -395,8 +424,22 @@ def _parse_start(start, problem: GLMMProblem):
     return theta0, beta0
 
 
+def _stage_settings(optimizer: str, step, rhoend_factor: float, opt_ctrl: dict) -> dict:
+    """:func:`minimize` settings of one glmer stage, as lme4 sets them for each optimizer (BOBYQA:
+    minqa's rhobeg = ``step``, rhoend = ``rhoend_factor`` * rhobeg; Nelder-Mead: lme4's initial step
+    xst = ``step`` and xt = 5e-4 xst, FtolAbs 1e-5), with the user's optCtrl on top."""
+    if optimizer == "bobyqa":
+        base = {"initial_step": step, "xtol_abs": rhoend_factor * step, "ftol_abs": 1e-10}
+    elif optimizer == "nelder_mead":
+        base = {"initial_step": step, "xtol_abs": 5e-4 * step, "ftol_abs": 1e-5}
+    else:
+        base = {}
+    return {**base, "maxeval": 10_000, **opt_ctrl}
+
+
 def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_PWRSS,
-             warm_start: bool = False, calc_derivs: bool = True, use_hessian: bool = True) -> GlmmFitResult:
+             warm_start: bool = False, calc_derivs: bool = True, use_hessian: bool = True,
+             control: glmerControl | None = None) -> GlmmFitResult:
     """glmer's fit: initial PIRLS, stage 1 over theta (nAGQ = 0 objective), stage 2 over (theta, beta).
 
     Parameters
@@ -409,7 +452,14 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
         lme4's fixed ``lp0``; both converge to the same conditional modes
     calc_derivs : finite-difference gradient and Hessian at the optimum (convergence checks, vcov)
     use_hessian : vcov from the Hessian (lme4's default) rather than from R_X
+    control : :class:`~mixedpy.control.glmerControl`: the optimizer of each stage and its optCtrl,
+        boundary_tol, calc_derivs, tolPwrss (PIRLS's tolerance, in place of ``tol``) and the
+        convergence checks.  When None, ``glmerControl(calc_derivs=calc_derivs, tolPwrss=tol)``.
     """
+    ctl = glmerControl(calc_derivs=calc_derivs, tolPwrss=tol) if control is None else control
+    tol, calc_derivs = ctl.tolPwrss, ctl.calc_derivs
+    opt_first, opt_second = ctl.optimizer_stages()
+    opt_ctrl = ctl.opt_settings
     nAGQ = int(nAGQ)
     if nAGQ < 0:
         raise ValueError(f"nAGQ must be >= 0, got {nAGQ}")
@@ -444,18 +494,21 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
     if np.all(x0 == 0):
         x0 = np.full_like(x0, 1e-3)  # as lme4's optwrap does for bobyqa
     rhobeg = min(0.95, 0.2 * float(np.max(np.abs(x0))))
-    opt1 = minimize(stage1, x0, problem.lower, initial_step=rhobeg, xtol_abs=1e-6 * rhobeg, ftol_abs=1e-10,
-                    maxeval=10_000)
+    # lme4's stage-1 step: minqa's rhobeg for BOBYQA, Nelder_Mead's default xst = 0.02
+    opt1 = minimize(stage1, x0, problem.lower, optimizer=opt_first,
+                    **_stage_settings(opt_first, rhobeg if opt_first == "bobyqa" else np.full(x0.shape, 0.02), 1e-6,
+                                      opt_ctrl))
     require_finite(opt1, "glmer could not fit the model in stage 1 (nAGQ = 0)", _PIRLS_FAILS)
 
     if nAGQ == 0:
-        opt1 = boundary_snap(stage1, opt1)
+        if ctl.boundary_tol > 0:
+            opt1 = boundary_snap(stage1, opt1, ctl.boundary_tol)
         st = problem.pirls(opt1.x, None, memo["eta"], tol)
         factor = problem.joint_factor(st)
-        singular = is_singular(st.theta, problem.lower)
-        conv = assess(opt1, singular)
+        singular = is_singular(st.theta, problem.lower, ctl.check_conv_singular.tol)
+        conv = assess(opt1, singular, control=ctl)
         return GlmmFitResult(0, st.theta, st.beta, st, factor, problem.laplace(st), factor.unscaled_vcov(), "RX",
-                             opt1, None, list(conv.warnings), conv)
+                             opt1, None, list(conv.warnings), conv, control=ctl)
     stage1_msgs = [(ConvergenceWarning, f"stage 1 (nAGQ = 0): {m}") for m in opt1.messages]
 
     # stage 2 restarts PIRLS from the linear predictor at the stage-1 optimum (lme4's new lp0)
@@ -487,17 +540,17 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
     lower2 = np.concatenate([problem.lower, np.full(p, -np.inf)])
     x2 = np.concatenate([opt1.x, beta1])
     step = 0.2 * np.concatenate([np.full(nth, 0.1), np.minimum(se1, 10.0)])
-    opt2 = minimize(stage2, x2, lower2, initial_step=step, xtol_abs=1e-7 * step, ftol_abs=1e-10,
-                    maxeval=10_000)
+    opt2 = minimize(stage2, x2, lower2, optimizer=opt_second, **_stage_settings(opt_second, step, 1e-7, opt_ctrl))
     require_finite(opt2, "glmer could not fit the model in stage 2", _PIRLS_FAILS)
     eta_opt = memo2["eta"]
     opt2, polish = polish_noisy_optimum(stage2, stage2_exact, opt2, lower2, POLISH_STEP * step)
     if not polish.accepted:
         memo2["eta"] = eta_opt  # (warm start) a rejected polished point does not move the start either
-    opt2 = boundary_snap(stage2, opt2)
+    if ctl.boundary_tol > 0:
+        opt2 = boundary_snap(stage2, opt2, ctl.boundary_tol)
 
     eta_opt = memo2["eta"]
-    singular = is_singular(opt2.x[:nth], problem.lower)
+    singular = is_singular(opt2.x[:nth], problem.lower, ctl.check_conv_singular.tol)
     vcov, source = None, "RX"
     if calc_derivs:
         opt2.gradient, opt2.hessian = finite_difference_derivs(stage2, opt2.x)
@@ -524,14 +577,14 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
             f"{polish.f_exact - polish.f_polished_exact:.3g} lower at nearby estimates "
             "(fit.result.polish.x_polished) that the reported objective does not prefer; the estimates are "
             "uncertain at that level - rescale predictors or simplify the random effects.")))
-    conv = assess(opt2, singular, extra=extra)
+    conv = assess(opt2, singular, extra=extra, control=ctl)
     note = polish.describe()
     conv = dataclasses.replace(conv, warnings=tuple(stage1_msgs) + conv.warnings,
                                optimizer_message=f"{conv.optimizer_message}; {note}" if note else
                                conv.optimizer_message)
     opt2.convergence = conv
     return GlmmFitResult(nAGQ, st.theta, opt2.x[nth:].copy(), st, factor, objective, vcov, source, opt1, opt2,
-                         list(conv.warnings), conv, polish)
+                         list(conv.warnings), conv, polish, control=ctl)
 
 
 def polish_noisy_optimum(reported, exact, opt: OptSummary, lower: np.ndarray, step,
