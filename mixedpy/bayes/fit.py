@@ -79,7 +79,7 @@ def _finish(design, family, link, priors, draws, out, chains, method, rng, trial
 @controls_threads
 def bayes_lmer(formula: str, data, prior="default", prior_intercept="default", prior_aux="default",
                prior_covariance=None, chains: int = 4, iter: int = 2000, warmup: int | None = None,
-               seed=None, progress: bool = True, weights=None, offset=None, nwalkers: int | None = None,
+               seed=None, progress: bool | None = None, weights=None, offset=None, nwalkers: int | None = None,
                thin: int | None = None) -> Posterior:
     """Bayesian linear mixed model with rstanarm's priors (``stan_lmer``), sampled with emcee.
 
@@ -95,11 +95,14 @@ def bayes_lmer(formula: str, data, prior="default", prior_intercept="default", p
     chains, iter, warmup : independent emcee ensembles; kept draws per chain = iter - warmup
         (rounded up to a multiple of the walkers), warmup defaults to iter // 2
     seed : seed of numpy's SeedSequence (reproducible runs)
-    progress : tqdm progress bar on runs longer than 2 s
+    progress : tqdm progress bar over the sampling steps: True always, False never, None (default)
+        only in an interactive session and once sampling has run 2 s (see :mod:`mixedpy.progress`)
     weights, offset : as in lmer; weights multiply each observation's log-likelihood (rstanarm)
     nwalkers, thin : emcee walkers per chain (default 4 x dim, at least 12) and thinning interval
         (default: emcee's autocorrelation time from a pilot run)
 
+    Notes
+    -----
     The model is y ~ N(X beta + Z b, sigma^2), b_i ~ N(0, Sigma_i), Sigma_i ~ decov (Sigma contains
     sigma^2, as rstanarm).  b and beta are integrated out exactly (see :mod:`mixedpy.bayes.lmm_posterior`).
     """
@@ -127,7 +130,7 @@ def bayes_lmer(formula: str, data, prior="default", prior_intercept="default", p
 @controls_threads
 def bayes_glmer(formula: str, data, family: str = "binomial", link: str | None = None, prior="default",
                 prior_intercept="default", prior_covariance=None, chains: int = 4, iter: int = 2000,
-                warmup: int | None = None, seed=None, progress: bool = True, weights=None, offset=None,
+                warmup: int | None = None, seed=None, progress: bool | None = None, weights=None, offset=None,
                 nwalkers: int | None = None, thin: int | None = None, n_importance: int = 16) -> Posterior:
     """Bayesian GLMM with rstanarm's priors (``stan_glmer``), family "binomial" or "poisson".
 
