@@ -46,7 +46,7 @@ import numpy as np
 from .control import glmerControl
 from .errors import ConvergenceWarning, FitError
 from .families import Family, Response
-from .linalg.blocked import BlockedFactor, CrossProducts, NotPositiveDefinite, TermBlock
+from .linalg.blocked import BlockedFactor, CrossProducts, NotPositiveDefinite
 from .optimize import (Convergence, OptSummary, assess, boundary_snap, finite_difference_derivs,
                        is_singular, minimize, require_finite)
 from .terms import RandomEffectsTerm, b_from_u, random_part, relative_factors
@@ -215,7 +215,7 @@ class GLMMProblem:
         self.wt = resp.weights
         self.family = family
         self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)
-        self.blocks = [TermBlock(t.codes, t.model_matrix, t.n_levels) for t in terms]
+        self.blocks = list(terms)   # RandomEffectsTerm is the kernel's TermBlock
         # the block structure depends only on the level codes: analysed once, reused by every PIRLS step
         self.structure = CrossProducts.analyse(self.blocks, [t.group_name for t in terms])
         self.lower = np.concatenate([t.theta_lower() for t in terms])

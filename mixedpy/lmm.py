@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .linalg.blocked import BlockedFactor, CrossProducts, NotPositiveDefinite, TermBlock
+from .linalg.blocked import BlockedFactor, CrossProducts, NotPositiveDefinite
 from .terms import RandomEffectsTerm, b_from_u, relative_factors
 
 
@@ -60,7 +60,7 @@ class LMMProblem:
         self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)
         self.ldW = 0.0 if self.weights is None else float(np.log(self.weights[self.weights > 0]).sum())
         sqrt_w = None if self.weights is None else np.sqrt(self.weights)
-        self.blocks = [TermBlock(t.codes, t.model_matrix, t.n_levels) for t in terms]
+        self.blocks = list(terms)   # RandomEffectsTerm is the kernel's TermBlock
         # stabilize: the cross-products use the scaled weighted-OLS residual of y - offset, so a
         # large mean or extreme scale of y loses no digits (mixedpy.linalg.response)
         self.cross = CrossProducts(self.blocks, self.X, self.y - self.offset, sqrt_w,

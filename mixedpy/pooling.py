@@ -17,6 +17,8 @@ block-diagonal), so no dense n x J matrix is formed and no loop runs over groups
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -124,10 +126,9 @@ def pooling(formula_or_fit, data: pd.DataFrame | None = None, group: str | None 
         base = fit.terms[idx[0]]
         M = np.column_stack([fit.terms[i].model_matrix for i in idx])
         names = [c for i in idx for c in fit.terms[i].coef_names]
-        term = _MergedTerm(base.codes, M, base.n_levels, names, list(base.levels))
+        term = dataclasses.replace(base, model_matrix=M, coef_names=names)
     else:
-        t = fit.terms[idx[0]]
-        term = _MergedTerm(t.codes, t.model_matrix, t.n_levels, list(t.coef_names), list(t.levels))
+        term = fit.terms[idx[0]]
     names = term.coef_names
     fixef_names = list(d.fixef_names)
     common = [j for j, nm in enumerate(fixef_names) if nm not in names]
@@ -151,18 +152,6 @@ def pooling(formula_or_fit, data: pd.DataFrame | None = None, group: str | None 
             "se_no_pooling": se_np[:, c], "partial": coefs[name].to_numpy(),
             "se_partial": condsd[name].to_numpy()}, index=pd.Index(term.levels, name=group)))
     return pd.concat(frames)
-
-
-class _MergedTerm:
-    """The pieces of a random-effects term the no-pooling solver needs."""
-
-    def __init__(self, codes, model_matrix, n_levels, coef_names, levels):
-        self.codes, self.model_matrix, self.n_levels = codes, np.asarray(model_matrix, float), n_levels
-        self.coef_names, self.levels = coef_names, levels
-
-    @property
-    def k(self) -> int:
-        return self.model_matrix.shape[1]
 
 
 __all__ = ["pooling", "no_pooling"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
+
+from .linalg.blocked import TermBlock
 
 
 def vech_indices(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -24,29 +25,28 @@ def vech_indices(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(rows, dtype=int), np.asarray(cols, dtype=int)
 
 
-@dataclass(frozen=True, eq=False)
-class RandomEffectsTerm:
+@dataclass(frozen=True, eq=False, kw_only=True)
+class RandomEffectsTerm(TermBlock):
+    """The one random-effects term class: the kernel's :class:`~mixedpy.linalg.blocked.TermBlock`
+    (codes (n,), model matrix (n, k), J levels) with its names, levels and formula."""
+
+    codes: np.ndarray             # (n,) level index of each observation
+    model_matrix: np.ndarray      # (n, k)
+    n_levels: int = field(init=False, default=0)   # len(levels), set from them
     group_name: str               # e.g. "Subject" or "cask:batch"
     group_columns: tuple[str, ...]
     expr: str                     # R formula right-hand side of the term's model matrix
-    codes: np.ndarray             # (n,) level index of each observation
     levels: list[str]             # level labels, in code order
-    model_matrix: np.ndarray      # (n, k)
     coef_names: list[str]
     design_info: object = field(repr=False, default=None)
     group_dtypes: tuple = field(repr=False, default=())  # training dtypes of group_columns (newdata matching)
 
-    @property
-    def n_levels(self) -> int:
-        return len(self.levels)
-
-    @property
-    def k(self) -> int:
-        return self.model_matrix.shape[1]
+    def __post_init__(self):
+        object.__setattr__(self, "n_levels", len(self.levels))
 
     @property
     def n_coefs(self) -> int:
-        return self.k * self.n_levels
+        return self.width
 
     @property
     def n_theta(self) -> int:
@@ -71,12 +71,6 @@ class RandomEffectsTerm:
         r, c = vech_indices(self.k)
         T[r, c] = theta_i
         return T
-
-    def z_matrix(self) -> sp.csc_matrix:
-        """Sparse Z_i (n x k J), level-major columns; for one-off products and dense checks only."""
-        from .linalg.blocked import TermBlock
-
-        return TermBlock(self.codes, self.model_matrix, self.n_levels).z_matrix(None)
 
     def linear_predictor(self, b: np.ndarray) -> np.ndarray:
         """Z_i b_i for b_i of shape (J, k): sum_c M[r, c] * b[codes[r], c]."""

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 import mixedpy as mp
-from mixedpy.bayes.covariance import CovarianceTerm, cholesky_to_cpc, cpc_to_cholesky
+from mixedpy.bayes.covariance import CovariancePrior, cholesky_to_cpc, cpc_to_cholesky
 from mixedpy.bayes.lmm_posterior import LMMPosterior
 from mixedpy.bayes.posterior import Posterior
 from mixedpy.bayes.priors import Decov, prior_summary_text, resolve_priors
@@ -92,7 +92,7 @@ def test_cpc_roundtrip_and_unit_rows():
 @pytest.mark.parametrize("eta", [1.0, 2.5])
 def test_lkj_density_with_jacobian_k3(eta):
     """The density on the unconstrained scale equals LKJ(Omega | eta) |d Omega / d y| up to a constant."""
-    ct = CovarianceTerm(3, Decov(regularization=eta), 0)
+    ct = CovariancePrior(3, Decov(regularization=eta), 0)
     rng = np.random.default_rng(1)
     diffs = []
     for _ in range(6):
@@ -120,7 +120,7 @@ def test_lkj_density_with_jacobian_k3(eta):
 
 def test_decov_k2_correlation_prior_is_uniform():
     """With regularization 1 the k = 2 correlation is uniform: density in y = atanh(r) is (1 - r^2)/2."""
-    ct = CovarianceTerm(2, Decov(), 0)
+    ct = CovariancePrior(2, Decov(), 0)
     ys = np.linspace(-2, 2, 9)
     x = np.column_stack([np.zeros(9), np.zeros(9), ys])
     _, lp = ct.transform(x, np.ones(9))

@@ -78,8 +78,11 @@ def cholesky_to_cpc(L: np.ndarray) -> np.ndarray:
     return np.asarray(out)
 
 
-class CovarianceTerm:
-    """The covariance matrix of one random-effects term as a function of unconstrained parameters.
+class CovariancePrior:
+    """The prior on the covariance matrix Sigma of one random-effects term, over unconstrained
+    parameters: ``transform`` maps them to chol(Sigma) with log prior + log Jacobian.  It is not a
+    term of its own: the term is :class:`mixedpy.terms.RandomEffectsTerm`, and this object only
+    parameterizes that term's Sigma under rstanarm's decov or lkj prior.
 
     Parameters
     ----------

@@ -41,7 +41,7 @@ from scipy import special
 from ..families import Response, get_family
 from ..linalg.blocked import CrossProducts, NotPositiveDefinite, TermBlock
 from ..validation import check_binomial_response, check_poisson_response
-from .model import Centering, coefficient_logprior, coefficient_prior_arrays, covariance_terms
+from .model import Centering, coefficient_logprior, coefficient_prior_arrays, covariance_priors
 from .priors import ResolvedPriors
 
 _LOG2PI = np.log(2 * np.pi)
@@ -323,8 +323,8 @@ class GLMMPosterior:
 
     def set_priors(self, priors: ResolvedPriors):
         self.priors = priors
-        self.cov_terms = covariance_terms(self.terms, priors)
-        self.dim = sum(ct.dim for ct in self.cov_terms)
+        self.cov_priors = covariance_priors(self.terms, priors)
+        self.dim = sum(ct.dim for ct in self.cov_priors)
         loc, prec, _ = coefficient_prior_arrays(priors, self.names)
         # the Laplace surrogate uses a normal of the prior's scale for t/cauchy priors; the weights use the exact prior
         if not priors.all_gaussian:
@@ -337,14 +337,14 @@ class GLMMPosterior:
         self.P0 = np.concatenate([np.ones(self.q), prec])
         self.m0 = np.concatenate([np.zeros(self.q), loc])
         self._v_start = np.concatenate([np.zeros(self.q), np.where(prec > 0, loc, 0.0)])
-        self.param_names = [f"{t.group_name}:{nm}" for t, ct in zip(self.terms, self.cov_terms) for nm in ct.names]
+        self.param_names = [f"{t.group_name}:{nm}" for t, ct in zip(self.terms, self.cov_priors) for nm in ct.names]
 
     # ---- pieces ------------------------------------------------------------------------------
     def _unpack(self, x):
         x = np.atleast_2d(x)
         W = x.shape[0]
         chols, lp, pos = [], np.zeros(W), 0
-        for ct in self.cov_terms:
+        for ct in self.cov_priors:
             L, lpi = ct.transform(x[:, pos:pos + ct.dim], np.ones(W))
             chols.append(L)
             lp = lp + lpi
@@ -532,7 +532,7 @@ class GLMMPosterior:
     def start(self) -> np.ndarray:
         """Unconstrained parameters at Sigma = 0.25 I per term (a moderate starting point for the mode search)."""
         x = []
-        for ct in self.cov_terms:
+        for ct in self.cov_priors:
             x += list(ct.inverse(0.25 * np.eye(ct.k), 1.0))
         return np.asarray(x, dtype=float)
 

@@ -42,9 +42,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..linalg.batched import BatchedKernel, stacked_cholesky
-from ..linalg.blocked import CrossProducts, NotPositiveDefinite, TermBlock
+from ..linalg.blocked import CrossProducts, NotPositiveDefinite
 from ..linalg.response import ResponseScaling
-from .model import Centering, coefficient_logprior, coefficient_prior_arrays, covariance_terms
+from .model import Centering, coefficient_logprior, coefficient_prior_arrays, covariance_priors
 from .priors import ResolvedPriors
 
 _LOG2PI = np.log(2 * np.pi)
@@ -89,11 +89,11 @@ class LMMPosterior:
         self.w = np.ones(self.n) if w is None else np.asarray(w, dtype=float)
         self.sum_w = float(self.w.sum())
         sqrt_w = None if w is None else np.sqrt(self.w)
-        blocks = [TermBlock(t.codes, t.model_matrix, t.n_levels) for t in self.terms]
+        blocks = list(self.terms)   # RandomEffectsTerm is the kernel's TermBlock
         # y = Xc c + s y_tilde: the kernel only ever sees the well-scaled y_tilde (module docstring)
         self.response, self.y_tilde = ResponseScaling.of(self.Xc, self.y, sqrt_w)
         self.cp = CrossProducts(blocks, self.Xc, self.y_tilde, sqrt_w)
-        self.cov_terms = covariance_terms(self.terms, priors)
+        self.cov_priors = covariance_priors(self.terms, priors)
         self.integrate_beta = priors.all_gaussian
         self.prior_loc, self.prior_prec, _ = coefficient_prior_arrays(priors, self.names)
         nonflat = self.prior_prec > 0
@@ -112,7 +112,7 @@ class LMMPosterior:
         # Z'W as a sparse q x n matrix, for the conditional draws of u
         self._ZtW = sp.hstack([t.z_matrix() for t in self.terms], format="csr").T.multiply(self.w).tocsr()
         self.param_names = ["log_sigma"]
-        for t, ct in zip(self.terms, self.cov_terms):
+        for t, ct in zip(self.terms, self.cov_priors):
             self.param_names += [f"{t.group_name}:{nm}" for nm in ct.names]
         if not self.integrate_beta:
             self.param_names += [f"beta[{nm}]" for nm in self.names]
@@ -126,7 +126,7 @@ class LMMPosterior:
         sigma = np.exp(log_sigma)
         lp = self.priors.aux.logpdf(sigma) + log_sigma
         chols, pos = [], 1
-        for ct in self.cov_terms:
+        for ct in self.cov_priors:
             L, lpi = ct.transform(x[:, pos:pos + ct.dim], sigma)
             chols.append(L)
             lp = lp + lpi
@@ -139,7 +139,7 @@ class LMMPosterior:
         sigma = max(float(fit.sigma), 1e-3 * float(np.std(self.y)))
         x = [np.log(sigma)]
         vc = fit.varcorr()
-        for ct, term in zip(self.cov_terms, vc.terms):
+        for ct, term in zip(self.cov_priors, vc.terms):
             cov = term.cov + np.eye(ct.k) * 1e-4 * sigma ** 2
             x += list(ct.inverse(cov, sigma))
         if not self.integrate_beta:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .covariance import CovarianceTerm
+from .covariance import CovariancePrior
 from .priors import ResolvedPriors
 
 
@@ -67,5 +67,5 @@ def coefficient_logprior(priors: ResolvedPriors, names: list[str], beta: np.ndar
     return lp
 
 
-def covariance_terms(terms, priors: ResolvedPriors) -> list[CovarianceTerm]:
-    return [CovarianceTerm(t.k, priors.covariance, i, priors.cov_scale) for i, t in enumerate(terms)]
+def covariance_priors(terms, priors: ResolvedPriors) -> list[CovariancePrior]:
+    return [CovariancePrior(t.k, priors.covariance, i, priors.cov_scale) for i, t in enumerate(terms)]

@@ -66,7 +66,11 @@ class NotPositiveDefinite(np.linalg.LinAlgError):
 
 @dataclass(frozen=True, eq=False)
 class TermBlock:
-    """A random-effects term as the kernel sees it: codes (n,), model matrix (n, k), J levels."""
+    """A random-effects term as the kernel sees it: codes (n,), model matrix (n, k), J levels.
+
+    :class:`mixedpy.terms.RandomEffectsTerm`, the model's term, is this class with the names and
+    levels added, so fitted terms go to the kernel as they are; the kernel builds TermBlocks of its
+    own only for rows that are not a model's (prior pseudo-rows, one row per level tuple)."""
 
     codes: np.ndarray
     model_matrix: np.ndarray
@@ -80,7 +84,8 @@ class TermBlock:
     def width(self) -> int:
         return self.k * self.n_levels
 
-    def z_matrix(self, sqrt_w: np.ndarray | None) -> sp.csc_matrix:
+    def z_matrix(self, sqrt_w: np.ndarray | None = None) -> sp.csc_matrix:
+        """Sparse W^(1/2) Z_i (n x k J), level-major columns; for one-off products and dense checks."""
         n, k = self.model_matrix.shape
         vals = self.model_matrix if sqrt_w is None else self.model_matrix * sqrt_w[:, None]
         cols = (self.codes[:, None] * k + np.arange(k)[None, :]).ravel()
