@@ -40,6 +40,19 @@ def softplus(eta):
 
 
 # -- links ------------------------------------------------------------------------------
+def binomial_counts(y, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """(successes, trials) per row of a binomial response ``y`` with prior ``weights``.
+
+    For proportions with weights the successes are y * weights, not rounded: they are whole numbers
+    when the data are counts (validation warns otherwise), and callers that need integers round.
+    """
+    y = np.asarray(y, dtype=float)
+    if y.ndim == 2:
+        return y[:, 0], y[:, 0] + y[:, 1]
+    trials = np.ones(y.shape[0]) if weights is None else np.asarray(weights, dtype=float)
+    return y * trials, trials
+
+
 @dataclass(frozen=True)
 class Link:
     """A link function g with inverse and derivative of the inverse."""
@@ -246,12 +259,11 @@ class Binomial(Family):
         check_binomial_response(y, weights, name)
         prior = np.ones(y.shape[0]) if weights is None else np.asarray(weights, dtype=float)
         if y.ndim == 2:
-            s, f = y[:, 0], y[:, 1]
-            n = s + f
+            s, n = binomial_counts(y)
             yy = np.divide(s, n, out=np.zeros_like(s), where=n > 0)
             return Response(y=yy, weights=prior * n, trials=n, two_column=True)
         yv = np.asarray(y, dtype=float)
-        return Response(y=yv, weights=prior, trials=prior, two_column=False)
+        return Response(y=yv, weights=prior, trials=binomial_counts(yv, prior)[1], two_column=False)
 
     def simulate(self, rng: np.random.Generator, mu: np.ndarray, resp: Response) -> np.ndarray:
         """Draw proportions rbinom(trials, mu) / trials (0 where there are no trials)."""

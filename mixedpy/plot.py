@@ -411,14 +411,11 @@ def _observed_response(post) -> np.ndarray:
     for attr in ("y", "response"):
         y = getattr(post, attr, None)
         if y is not None and not callable(y):
-            break
-    else:
-        design = getattr(post, "design", None)
-        if design is None:
-            raise DataError("pp_check needs the observed response; the posterior has neither .y nor .design")
-        y = design.y
-    y = np.asarray(y, dtype=float)
-    return y[:, 0] if y.ndim == 2 else y   # cbind(successes, failures): successes, as posterior_predict
+            y = np.asarray(y, dtype=float)
+            return y[:, 0] if y.ndim == 2 else y   # cbind(successes, failures): successes
+    if getattr(post, "design", None) is None:
+        raise DataError("pp_check needs the observed response; the posterior has neither .y nor .design")
+    return post.observed_response   # on posterior_predict's scale (successes for binomial)
 
 
 def pp_check(post, ndraws: int = 50, seed=None, ax=None, figsize=(6.0, 4.0)):

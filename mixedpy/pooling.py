@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .families import binomial_counts
 
 
 def _batched_pinv(D: np.ndarray, rtol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
@@ -187,12 +188,7 @@ def binomial_pooling(fit, group: str | None = None) -> pd.DataFrame:
     if np.ptp(eta_other) > 1e-8:
         raise DataError("shrinkage for a GLMM is drawn on the probability scale and needs an "
                         "intercept-only model such as cbind(s, f) ~ 1 + (1 | g)")
-    y = np.asarray(fit.design.y, dtype=float)
-    if y.ndim == 2:
-        succ, trials = y[:, 0], y.sum(axis=1)
-    else:
-        w = fit.design.weights if fit.design.weights is not None else np.ones(y.size)
-        succ, trials = y * w, w
+    succ, trials = binomial_counts(fit.design.y, fit.design.weights)
     n = np.bincount(codes, weights=trials, minlength=J)
     out = pd.DataFrame({"term": "(Intercept)", "n": n,
                         "no_pooling": np.bincount(codes, weights=succ, minlength=J) / n,

@@ -15,21 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, FormulaError
+from .families import binomial_counts
 from .formula.design import _eval_expr, _response_parts
 from .frames import to_pandas
-
-
-def binomial_counts(y, weights=None) -> tuple[np.ndarray, np.ndarray]:
-    """(successes, trials) per row of a binomial response ``y`` with prior ``weights``.
-
-    For proportions with weights the successes are y * weights, not rounded: they are whole numbers
-    when the data are counts (validation warns otherwise), and callers that need integers round.
-    """
-    y = np.asarray(y, dtype=float)
-    if y.ndim == 2:
-        return y[:, 0], y[:, 0] + y[:, 1]
-    trials = np.ones(y.shape[0]) if weights is None else np.asarray(weights, dtype=float)
-    return y * trials, trials
 
 
 def cbind_response(proportions: np.ndarray, trials: np.ndarray) -> np.ndarray:
@@ -51,4 +39,4 @@ def newdata_trials(design, newdata: pd.DataFrame) -> np.ndarray:
                         f"trials ({exc})") from exc
 
 
-__all__ = ["binomial_counts", "cbind_response", "newdata_trials"]
+__all__ = ["binomial_counts", "cbind_response", "newdata_trials"]  # binomial_counts: from families

@@ -108,6 +108,12 @@ def test_posterior_loglik_of_proportions_with_weights_is_the_cbind_one():
     # dbinom(incidence, size, plogis(eta)) at every draw
     eta = counts.posterior_linpred()
     np.testing.assert_allclose(ll, stats.binom.logpmf(cb["incidence"], cb["size"], special.expit(eta)), rtol=1e-12)
+    # the observed response that arviz and pp_check compare with posterior_predict: successes in both
+    # forms (it was the proportion for prop ~ ... with weights), and predictions are counts too
+    for post in (counts, props):
+        np.testing.assert_allclose(post.observed_response, cb["incidence"], rtol=1e-12)
+        np.testing.assert_allclose(post.to_inference_data().observed_data["y"].values, cb["incidence"], rtol=1e-12)
+    assert props.posterior_predict(seed=1).max() > 1
 
 
 def test_posterior_predicts_its_own_rows_when_sampling_merged_them():

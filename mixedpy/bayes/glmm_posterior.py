@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from ..families import Response, get_family
+from ..families import Response, binomial_counts, get_family
 from ..linalg.blocked import CrossProducts, NotPositiveDefinite, TermBlock
 from ..validation import check_binomial_response, check_poisson_response
 from .model import Centering, coefficient_logprior, coefficient_prior_arrays, covariance_priors
@@ -237,13 +237,9 @@ class GLMMPosterior:
         w = design.weights
         if family == "binomial":
             check_binomial_response(y, w, design.response_name)
-            if y.ndim == 2:
-                self.k_obs, self.trials = y[:, 0], y[:, 0] + y[:, 1]
-            elif w is not None:      # proportion with weights = number of trials (rstanarm)
-                self.trials = np.asarray(w, dtype=float)
-                self.k_obs = np.round(y * self.trials)
-            else:
-                self.k_obs, self.trials = y, np.ones_like(y)
+            self.k_obs, self.trials = binomial_counts(y, w)
+            if y.ndim == 1 and w is not None:   # proportions x weights (rstanarm): whole up to rounding
+                self.k_obs = np.round(self.k_obs)
             self.y_for_priors = np.where(self.trials > 0, self.k_obs / np.maximum(self.trials, 1), 0)
         else:
             check_poisson_response(y, design.response_name)

@@ -299,6 +299,14 @@ class Posterior(HtmlPre, DesignBacked):
         return rng.poisson(mu).astype(float)
 
     # ---- LOO and arviz ------------------------------------------------------------------------------
+    @property
+    def observed_response(self) -> np.ndarray:
+        """The observed response on the scale of :meth:`posterior_predict`: binomial successes (of
+        ``cbind()`` or of proportions times their weights), else y."""
+        if self.family == "binomial":
+            return binomial_counts(self.design.y, self.design.weights)[0]
+        return np.asarray(self.design.y, dtype=float)
+
     def log_likelihood(self) -> np.ndarray:
         """Pointwise log-likelihood (S, n) at every draw (weighted as the model was)."""
         eta = self.posterior_linpred()
@@ -333,7 +341,7 @@ class Posterior(HtmlPre, DesignBacked):
             coords[f"{lab}_level"] = list(t.levels)
             dims[f"Sigma[{lab}]"] = [f"{lab}_coef", f"{lab}_coef_"]
             dims[f"b[{lab}]"] = [f"{lab}_level", f"{lab}_coef"]
-        y = self.design.y if self.design.y.ndim == 1 else self.design.y[:, 0]
+        y = self.observed_response
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return az.from_dict(posterior=post, log_likelihood={"y": self.as_sequences(self.log_likelihood())},
