@@ -419,3 +419,56 @@ def display_text(fit, deviance: float, digits: int = 2, detail: bool = False) ->
               "AIC = %g, DIC = %s" % (round_r(float(fit.aic), 1), format_r([round_r(dic, 1)], 7)[0].strip()),
               f"deviance = {fround([deviance], 1)[0]} "]
     return Text("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# rstanarm's print(fit) and prior_summary(fit)
+# ---------------------------------------------------------------------------------------------
+#: the last lines of the print: where rstanarm points to ``?print.stanreg``, the Python help
+STANREG_PRINT_HELP = ("* For help interpreting the printed output see help(mixedpy.bayes.Posterior.format)",
+                      "* For info on the priors used see help(mixedpy.bayes.Posterior.prior_summary)")
+#: the last line of the prior summary: where rstanarm points to ``?prior_summary.stanreg``
+PRIOR_SUMMARY_HELP = "See help(mixedpy.bayes.Posterior.prior_summary) for more details"
+
+
+def median_mad_table(names: list[str], median: np.ndarray, mad_sd: np.ndarray, digits: int) -> list[str]:
+    """rstanarm's ``Median MAD_SD`` block: the two columns formatted together (R's format())."""
+    vals = fround(np.concatenate([median, mad_sd]), digits)
+    w = len(vals[0])
+    m, s = vals[:len(median)], vals[len(median):]
+    rw = max(len(n) for n in names)
+    head = " " * rw + " " + "Median".ljust(w) + " " + "MAD_SD".ljust(w)
+    return [head] + [n.ljust(rw) + " " + a + " " + b for n, a, b in zip(names, m, s)]
+
+
+def stanreg_text(family: str, link: str, formula: str, nobs: int, coefs: tuple | None, sigma: tuple | None,
+                 varcorr_text: str, ngrps: dict, digits: int) -> Text:
+    """rstanarm's ``print(fit, digits)``: header, the coefficients' and sigma's (names, medians,
+    MAD_SDs) blocks, the error terms (VarCorr text) and the levels per grouping factor."""
+    fam = "gaussian [identity]" if family == "gaussian" else f"{family} [{link}]"
+    fn = "stan_lmer" if family == "gaussian" else "stan_glmer"
+    lines = [fn, f" family:       {fam}", f" formula:      {formula}", f" observations: {nobs}", "------"]
+    if coefs is not None:
+        lines += median_mad_table(*coefs, digits)
+    if sigma is not None:
+        lines += ["", "Auxiliary parameter(s):"] + median_mad_table(*sigma, digits)
+    lines += ["", "Error terms:", varcorr_text]
+    lines.append("Num. levels: " + " ".join(f"{g} {n}" for g, n in ngrps.items()) + " ")
+    lines += ["", "------"] + list(STANREG_PRINT_HELP)
+    return Text("\n".join(lines))
+
+
+def prior_summary_layout(model_name: str, blocks: list[tuple[str, tuple[str, str | None]]],
+                         covariance: str) -> Text:
+    """rstanarm's ``prior_summary(fit)`` text from its blocks: (title, (specified, adjusted or None))
+    per prior, then the covariance prior's line."""
+    lines = [f"Priors for model '{model_name}' ", "------"]
+    for title, (specified, adjusted) in blocks:
+        lines.append(title)
+        if adjusted is None:
+            lines.append(f" {specified}")
+        else:
+            lines.extend(["  Specified prior:", f"    {specified}", "  Adjusted prior:", f"    {adjusted}"])
+        lines.append("")
+    lines += ["Covariance", covariance, "------", PRIOR_SUMMARY_HELP]
+    return Text("\n".join(lines))

@@ -19,8 +19,7 @@ from scipy import special, stats
 
 from ..newdata import model_rows, selected_terms
 from ..trials import binomial_counts, newdata_trials
-from ..printing import HtmlPre, Text
-from ..rformat import fround
+from ..printing import HtmlPre, Text, stanreg_text
 from ..varcorr import VarCorr as VarCorrTable
 from ..varcorr import VarCorrTerm
 from ..results import DesignBacked
@@ -29,11 +28,6 @@ from .priors import ResolvedPriors, prior_summary_text
 
 _LINKS = {"identity": (lambda e: e), "logit": special.expit, "log": np.exp,
           "probit": stats.norm.cdf}
-
-
-#: the last lines of the print: where rstanarm points to ``?print.stanreg``, the Python help
-PRINT_HELP = ("* For help interpreting the printed output see help(mixedpy.bayes.Posterior.format)",
-              "* For info on the priors used see help(mixedpy.bayes.Posterior.prior_summary)")
 
 
 def _mad_sd(a: np.ndarray, axis=0) -> np.ndarray:
@@ -195,29 +189,14 @@ class Posterior(HtmlPre, DesignBacked):
         diagnostics (R-hat, bulk and tail ESS, MCSE) use ``post.summary()``; for the priors,
         ``post.prior_summary()``.
         """
-        fam = "gaussian [identity]" if self.family == "gaussian" else f"{self.family} [{self.link}]"
-        fn = "stan_lmer" if self.family == "gaussian" else "stan_glmer"
-        lines = [fn, f" family:       {fam}", f" formula:      {self.formula}", f" observations: {self.nobs}",
-                 "------"]
-
-        def table(names, med, mad):
-            vals = fround(np.concatenate([med, mad]), digits)
-            w = len(vals[0])
-            m, s = vals[:len(med)], vals[len(med):]
-            rw = max(len(n) for n in names)
-            head = " " * rw + " " + "Median".ljust(w) + " " + "MAD_SD".ljust(w)
-            return [head] + [n.ljust(rw) + " " + a + " " + b for n, a, b in zip(names, m, s)]
-
         B = self._d["beta"]
-        if B.shape[1]:
-            lines += table(self.fixef_names, np.median(B, 0), _mad_sd(B))
+        coefs = (self.fixef_names, np.median(B, 0), _mad_sd(B)) if B.shape[1] else None
+        sigma = None
         if self.use_scale:
-            s = self._d["sigma"][:, None]
-            lines += ["", "Auxiliary parameter(s):"] + table(["sigma"], np.median(s, 0), _mad_sd(s))
-        lines += ["", "Error terms:", self.varcorr("mean").format(digits=digits + 1)]
-        lines.append("Num. levels: " + " ".join(f"{g} {n}" for g, n in self.design.ngrps().items()) + " ")
-        lines += ["", "------"] + list(PRINT_HELP)
-        return Text("\n".join(lines))
+            sd = self._d["sigma"][:, None]
+            sigma = (["sigma"], np.median(sd, 0), _mad_sd(sd))
+        return stanreg_text(self.family, self.link, self.formula, self.nobs, coefs, sigma,
+                            self.varcorr("mean").format(digits=digits + 1), self.design.ngrps(), digits)
 
     def __repr__(self) -> str:
         return self.format()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
-from ..printing import Text
+from ..printing import Text, prior_summary_layout
 from ..rformat import format_r
 from ..validation import check_constant_response
 
@@ -392,49 +392,33 @@ def _coef_text(cp: CoefPrior) -> tuple[str, str | None]:
     return specified, (adjusted if not np.allclose(sscale, cp.scale) else None)
 
 
-#: the last line of the prior summary: where rstanarm points to ``?prior_summary.stanreg``, the Python help
-PRIOR_SUMMARY_HELP = "See help(mixedpy.bayes.Posterior.prior_summary) for more details"
-
-
 def prior_summary_text(pr: ResolvedPriors, model_name: str = "post") -> Text:
-    """The text of rstanarm's ``prior_summary(fit)``, ending with a pointer to the Python help
-    (:data:`PRIOR_SUMMARY_HELP`) where rstanarm points to its R help page."""
-    lines = [f"Priors for model '{model_name}' ", "------"]
-
-    def block(title, cp_text):
-        specified, adjusted = cp_text
-        lines.append(title)
-        if adjusted is None:
-            lines.append(f" {specified}")
-        else:
-            lines.extend(["  Specified prior:", f"    {specified}", "  Adjusted prior:", f"    {adjusted}"])
-        lines.append("")
-
+    """The text of rstanarm's ``prior_summary(fit)`` (laid out by
+    :func:`mixedpy.printing.prior_summary_layout`, which ends with a pointer to the Python help
+    where rstanarm points to its R help page)."""
+    blocks = []
     if pr.intercept is not None:
-        block("Intercept (after predictors centered)", _coef_text(pr.intercept))
+        blocks.append(("Intercept (after predictors centered)", _coef_text(pr.intercept)))
     if pr.coef.location.size:
-        block("Coefficients", _coef_text(pr.coef))
+        blocks.append(("Coefficients", _coef_text(pr.coef)))
     if pr.aux is not None:
         a = pr.aux
         if a.kind == "flat":
-            block("Auxiliary (sigma)", ("~ flat", None))
+            blocks.append(("Auxiliary (sigma)", ("~ flat", None)))
         elif a.kind == "exponential":
             spec_rate = a.specified.rate
-            block("Auxiliary (sigma)", (_describe("exponential", rate=spec_rate),
-                                        None if np.isclose(spec_rate, a.rate) else _describe("exponential", rate=a.rate)))
+            blocks.append(("Auxiliary (sigma)", (_describe("exponential", rate=spec_rate),
+                           None if np.isclose(spec_rate, a.rate) else _describe("exponential", rate=a.rate))))
         else:
             spec_scale = float(np.atleast_1d(a.specified.scale)[0])
             name = "half-normal" if a.kind == "normal" else "half-student_t"
-            block("Auxiliary (sigma)", (_describe(name, location=0.0, scale=spec_scale),
-                                        None if np.isclose(spec_scale, a.scale) else
-                                        _describe(name, location=0.0, scale=a.scale)))
+            blocks.append(("Auxiliary (sigma)", (_describe(name, location=0.0, scale=spec_scale),
+                           None if np.isclose(spec_scale, a.scale) else _describe(name, location=0.0, scale=a.scale))))
     c = pr.covariance
-    lines.append("Covariance")
     if isinstance(c, Decov):
         f = lambda v: _fmt(v)  # noqa: E731
-        lines.append(f" ~ decov(reg. = {f(c.regularization)}, conc. = {f(c.concentration)}, "
-                     f"shape = {f(c.shape)}, scale = {f(c.scale)})")
+        cov = (f" ~ decov(reg. = {f(c.regularization)}, conc. = {f(c.concentration)}, "
+               f"shape = {f(c.shape)}, scale = {f(c.scale)})")
     else:
-        lines.append(f" ~ lkj(reg. = {_fmt(c.regularization)}, df = {_fmt(c.df)}, scale = {_fmt(pr.cov_scale)})")
-    lines += ["------", PRIOR_SUMMARY_HELP]
-    return Text("\n".join(lines))
+        cov = f" ~ lkj(reg. = {_fmt(c.regularization)}, df = {_fmt(c.df)}, scale = {_fmt(pr.cov_scale)})"
+    return prior_summary_layout(model_name, blocks, cov)
