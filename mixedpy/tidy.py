@@ -34,6 +34,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from .accessors import VarCorr, coef, fixef, ranef
+from .bayes.posterior import mad_sd
 from .intervals import confint
 from .results import MixedModelFit
 
@@ -267,12 +268,6 @@ def _(fit: MixedModelFit) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # Bayesian posteriors (duck-typed: anything with ``draws`` and ``posterior_predict``)
 # --------------------------------------------------------------------------------------------
-
-
-def mad_sd(a: np.ndarray, axis: int = 0) -> np.ndarray:
-    """R's ``mad()``: 1.4826 median|x - median(x)| (rstanarm's MAD_SD)."""
-    med = np.median(a, axis=axis, keepdims=True)
-    return 1.4826 * np.median(np.abs(a - med), axis=axis)
 
 
 def _quantile_interval(a: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

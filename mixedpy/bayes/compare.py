@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .posterior import Posterior, _mad_sd
+from .posterior import Posterior, mad_sd
 
 
 def _residual_variance(post: Posterior, sigma):
@@ -74,7 +74,7 @@ def compare(fit, post: Posterior, probs=(0.025, 0.975)) -> pd.DataFrame:
                 fse.append(np.nan)
                 samples.append(var(post._d["Sigma"][i], post.terms[i]) / tot)
     A = np.column_stack(samples)
-    out = pd.DataFrame({"lmer": freq, "lmer_se": fse, "median": np.median(A, 0), "mad_sd": _mad_sd(A)},
+    out = pd.DataFrame({"lmer": freq, "lmer_se": fse, "median": np.median(A, 0), "mad_sd": mad_sd(A)},
                        index=rows)
     for p in probs:
         out[f"q{100 * p:g}"] = np.quantile(A, p, axis=0)

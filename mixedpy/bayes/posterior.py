@@ -30,8 +30,8 @@ _LINKS = {"identity": (lambda e: e), "logit": special.expit, "log": np.exp,
           "probit": stats.norm.cdf}
 
 
-def _mad_sd(a: np.ndarray, axis=0) -> np.ndarray:
-    """R's mad(): 1.4826 * median |x - median(x)|."""
+def mad_sd(a: np.ndarray, axis: int = 0) -> np.ndarray:
+    """R's ``mad()``: 1.4826 median|x - median(x)| (rstanarm's MAD_SD)."""
     med = np.median(a, axis=axis, keepdims=True)
     return 1.4826 * np.median(np.abs(a - med), axis=axis)
 
@@ -114,7 +114,7 @@ class Posterior(HtmlPre, DesignBacked):
         A = D.to_numpy()
         diag = diagnose(self.as_sequences(A))
         out = pd.DataFrame({"mean": A.mean(0), "sd": A.std(0, ddof=1), "median": np.median(A, 0),
-                            "mad_sd": _mad_sd(A)}, index=D.columns)
+                            "mad_sd": mad_sd(A)}, index=D.columns)
         for p in probs:
             out[f"q{100 * p:g}"] = np.quantile(A, p, axis=0)
         for k in ("rhat", "ess_bulk", "ess_tail", "mcse"):
@@ -190,11 +190,11 @@ class Posterior(HtmlPre, DesignBacked):
         ``post.prior_summary()``.
         """
         B = self._d["beta"]
-        coefs = (self.fixef_names, np.median(B, 0), _mad_sd(B)) if B.shape[1] else None
+        coefs = (self.fixef_names, np.median(B, 0), mad_sd(B)) if B.shape[1] else None
         sigma = None
         if self.use_scale:
             sd = self._d["sigma"][:, None]
-            sigma = (["sigma"], np.median(sd, 0), _mad_sd(sd))
+            sigma = (["sigma"], np.median(sd, 0), mad_sd(sd))
         return stanreg_text(self.family, self.link, self.formula, self.nobs, coefs, sigma,
                             self.varcorr("mean").format(digits=digits + 1), self.design.ngrps(), digits)
 

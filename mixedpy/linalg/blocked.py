@@ -436,26 +436,6 @@ class CrossProducts:
                 out[:, a, :, b] = np.bincount(pos, weights=Mi[:, a] * Mj[:, b], minlength=Ji * Jj).reshape(Ji, Jj)
         return out.reshape(Ji * ki, Jj * kj)
 
-    # ----- compatibility views for the one-term batched Bayesian kernel ------------------------
-    @property
-    def D1(self) -> np.ndarray:
-        """Z_1'WZ_1 as (J_1, k_1, k_1)."""
-        return self.A[0, 0]
-
-    @property
-    def B(self) -> np.ndarray:
-        """[X | y]'WZ_1 (p+1, q_1), for a one-term model."""
-        if self.T != 1:
-            raise AttributeError("CrossProducts.B is defined for one-term models only")
-        return self.A[1, 0]
-
-    @property
-    def C(self) -> np.ndarray:
-        """[X | y]'W[X | y] (p+1, p+1), for a one-term model."""
-        if self.T != 1:
-            raise AttributeError("CrossProducts.C is defined for one-term models only")
-        return self.A[1, 1]
-
     def description(self):
         """The block types as a table (MixedModels.jl ``BlockDescription``)."""
         return self.structure.description(self.p)
