@@ -235,16 +235,42 @@ def test_summary_columns(sleep_post):
     assert s.loc["Days", "mad_sd"] == pytest.approx(1.4826 * np.median(np.abs(d - d.median())))
 
 
+def _layout_tokens(text: str) -> list[str]:
+    """Each line with numbers as '#' and runs of blanks as one: the layout without the widths that
+    the realised draws decide."""
+    return [re.sub(r"\s+", " ", re.sub(r"-?\d+\.\d+", "#", line)).strip() for line in text.splitlines()]
+
+
+def _estimate_tables(text: str, header: str) -> list[list[list[int]]]:
+    """For each table under ``header``, the right edges of the numbers in its rows (R right-aligns them)."""
+    lines = text.splitlines()
+    tables = []
+    for start in [i + 1 for i, line in enumerate(lines) if line.split() == header.split()]:
+        rows = []
+        for line in lines[start:]:
+            if not re.search(r"\d", line):
+                break
+            rows.append([m.end() for m in re.finditer(r"-?\d+\.\d+", line)])
+        tables.append(rows)
+    return tables
+
+
 def test_print_layout_like_rstanarm(sleep_post):
     ref = load_ref("bayes_sleepstudy_slopes", "rstanarm")
-    mask = lambda text: [re.sub(r"-?\d+\.\d+", "#", l.rstrip()) for l in text.splitlines()]  # noqa: E731
-    got, want = mask(sleep_post.format(digits=4)), mask(ref["print"])
+    text = sleep_post.format(digits=4)
+    got, want = _layout_tokens(text), _layout_tokens(ref["print"])
     # rstanarm's layout line for line, except the two closing pointers to R's help pages
     assert got[:-2] == want[:-2]
     assert want[-2:] == ["* For help interpreting the printed output see ?print.stanreg",
                          "* For info on the priors used see ?prior_summary.stanreg"]
     assert got[-2:] == ["* For help interpreting the printed output see help(mixedpy.bayes.Posterior.format)",
                         "* For info on the priors used see help(mixedpy.bayes.Posterior.prior_summary)"]
+    # numbers right-aligned in columns in both estimate tables, as rstanarm prints them
+    for printed in (ref["print"], text):
+        tables = _estimate_tables(printed, "Median MAD_SD")
+        assert [len(rows) for rows in tables] == [2, 1]       # coefficients, then sigma
+        for rows in tables:
+            assert all(len(r) == 2 and r == rows[0] for r in rows), printed
     assert "Median MAD_SD" in repr(sleep_post)
 
 

@@ -259,7 +259,10 @@ def test_two_chains_give_rhat_and_no_chain_warning():
                              progress=False)
     # the chain-count warning only: an R-hat warning (also a DiagnosticWarning) depends on the run
     assert not [w for w in rec if issubclass(w.category, DiagnosticWarning) and "needs at least 2 chains" in str(w.message)]
-    assert post.summary()["rhat"].notna().all()
+    rhat = post.summary()["rhat"]
+    assert rhat.notna().all()
+    # the chains of this well-identified model mix: R-hat near 1 (the warning threshold is 1.01)
+    assert (rhat < 1.05).all(), rhat.sort_values().tail()
 
 
 def test_rhat_above_threshold_is_reported():
