@@ -38,6 +38,16 @@ def _npar(fit) -> int:
     return len(fit.beta) + len(fit.theta) + int(fit.use_scale)
 
 
+def chisq_pvalue(stat, df) -> np.ndarray:
+    """P(chi^2_df > stat), NaN where df <= 0 or stat is NaN (lme4's ``safe_pchisq``, lmerTest's
+    ``mk_LRtab``); a negative statistic (a worse larger model) gives 1."""
+    stat = np.asarray(stat, dtype=float)
+    df = np.asarray(df, dtype=float)
+    with np.errstate(invalid="ignore"):
+        ok = (df > 0) & ~np.isnan(stat)
+        return np.where(ok, chi2.sf(np.clip(np.nan_to_num(stat), 0, None), np.where(ok, df, 1)), np.nan)
+
+
 def anova(*fits, refit: bool = True, names: list[str] | None = None, type=3, ddf: str = "Satterthwaite") -> pd.DataFrame:
     """lmerTest's F table of one fit, or likelihood-ratio tests between nested mixed models.
 
@@ -96,12 +106,10 @@ def anova(*fits, refit: bool = True, names: list[str] | None = None, type=3, ddf
     dev = -2 * loglik
     chisq = np.concatenate([[np.nan], dev[:-1] - dev[1:]])
     ddf = np.concatenate([[np.nan], np.diff(npar)]).astype(float)
-    with np.errstate(invalid="ignore"):
-        p = np.where(ddf > 0, chi2.sf(np.clip(chisq, 0, None), np.where(ddf > 0, ddf, 1)), np.nan)
-    p[0] = np.nan
+    p = chisq_pvalue(chisq, ddf)
     return pd.DataFrame({"npar": npar, "AIC": dev + 2 * npar, "BIC": dev + np.log(nobs) * npar,
                          "logLik": loglik, "deviance": dev, "Chisq": chisq, "Df": ddf, "Pr(>Chisq)": p},
                         index=pd.Index(names))
 
 
-__all__ = ["anova"]
+__all__ = ["anova", "chisq_pvalue"]

@@ -10,6 +10,7 @@ from .control import lmerControl, require_dask_control, resolve_control
 from .formula.design import ModelDesign, build_design
 from .lmm import LMMProblem
 from .lmm_optimize import optimize_lmm
+from .residuals import check_na_action, with_na_action
 from .results import LmerFit
 from .scale import is_dask_frame
 from .scale.lmer import lmer as scale_lmer
@@ -50,7 +51,7 @@ def fit_problem(design: ModelDesign, problem: LMMProblem, reml: bool = True, sta
 @threads.controls_threads
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, weights=None, offset=None, start=None,
          optimizer: str | None = None, calc_derivs: bool | None = None,
-         control: lmerControl | None = None) -> LmerFit:
+         control: lmerControl | None = None, na_action: str = "omit") -> LmerFit:
     """Fit a linear mixed model by REML (default) or ML, as lme4's ``lmer``.
 
     Parameters
@@ -69,6 +70,10 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, weights=None, offs
     control : :class:`mixedpy.lmerControl` (lme4's ``lmerControl()``): optimizer and its ``optCtrl``
         (maxeval, ftol_abs, xtol_abs), restart_edge, boundary_tol, calc_derivs and the tolerances and
         actions of the convergence checks; lme4 settings mixedpy cannot honour raise ControlError
+    na_action : "omit" (default, R's na.omit) or "exclude" (R's na.exclude): rows with missing values
+        are left out of the fit either way; with "exclude", ``fitted``, ``resid``, ``residuals()`` and
+        ``predict()`` without newdata have one entry per row of the data, NaN for the rows left out
+        (:mod:`mixedpy.residuals`)
 
     Notes
     -----
@@ -78,13 +83,15 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, weights=None, offs
     REML = check_bool(REML, "REML")
     namespace = caller_namespace()
     ctl = resolve_control(control, lmerControl, optimizer=optimizer, calc_derivs=calc_derivs)
+    check_na_action(na_action, dask=is_dask_frame(data))
     if is_dask_frame(data):  # out of core, from sums over the partitions (mixedpy.scale)
         require_dask_control(ctl, lmerControl)
         return scale_lmer(formula, data, REML, weights, offset, start, ctl.optimizer, ctl.calc_derivs,
                           env=namespace, data_name=data_name(namespace, data))
     design = build_design(formula, data, weights=weights, offset=offset, env=namespace)
-    return fit_problem(design, lmm_problem(design), reml=REML, start=start, data_name=data_name(namespace, data),
-                       control=ctl)
+    fit = fit_problem(design, lmm_problem(design), reml=REML, start=start, data_name=data_name(namespace, data),
+                      control=ctl)
+    return with_na_action(fit, na_action, data)
 
 
 def lmm_problem(design: ModelDesign) -> LMMProblem:

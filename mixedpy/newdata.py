@@ -93,6 +93,13 @@ class ModelRows:
     offset: np.ndarray             # (n,)
     terms: list[TermRows]          # the chosen terms, in model order
 
+    def linear_predictor(self, beta: np.ndarray, b_list: list[np.ndarray]) -> np.ndarray:
+        """eta = X beta + offset + sum over the chosen terms of Z b (new levels contribute 0)."""
+        eta = self.X @ beta + self.offset
+        for tr in self.terms:
+            eta = eta + tr.effect(b_list[tr.index])
+        return eta
+
 
 def model_rows(design: ModelDesign, chosen: list[int], newdata: pd.DataFrame | None = None,
                allow_new_levels: bool = False, new_level_effect: str = "random effects 0") -> ModelRows:
@@ -119,4 +126,14 @@ def model_rows(design: ModelDesign, chosen: list[int], newdata: pd.DataFrame | N
     return ModelRows(new_fixed_matrix(design, frame), new_offset(design, frame), rows)
 
 
-__all__ = ["selected_terms", "model_rows", "ModelRows", "TermRows"]
+def term_matrices(design: ModelDesign, indices: list[int], newdata: pd.DataFrame | None = None) -> list[np.ndarray]:
+    """The small model matrices M (rows x k) of the terms ``indices`` on ``newdata`` (the fit's own
+    rows when None), without their grouping factors: what a prediction that leaves those terms out
+    needs for the variance they add."""
+    if newdata is None:
+        return [design.terms[i].model_matrix for i in indices]
+    frame = pd.DataFrame(to_pandas(newdata, "newdata")).reset_index(drop=True)
+    return [new_term_matrix(design.terms[i], frame) for i in indices]
+
+
+__all__ = ["selected_terms", "model_rows", "term_matrices", "ModelRows", "TermRows"]

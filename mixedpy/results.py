@@ -17,8 +17,10 @@ from .lmm import LMMProblem, Profiled
 from .lmm_optimize import optimize_lmm
 from .newdata import model_rows, selected_terms
 from .optimize import OptSummary, is_singular
+from .predict_se import prediction_frame
 from .printing import HtmlPre, Summary, fit_brief, fit_summary
 from .profile import LmerProfiler, profiler
+from .residuals import carry_na_action, data_rows, residuals
 from .simulate import simulate
 from .statsmodels_api import StatsmodelsResults
 from .terms import relative_factors
@@ -95,6 +97,9 @@ class MixedModelFit(StatsmodelsResults, HtmlPre, DesignBacked):
     opt: OptSummary           # the optimization record
     state: object             # the fitted state; ``state.factor`` is the final BlockedFactor
     messages: list[str]       # convergence messages
+    #: how per-row results are laid out: "omit" (the rows used) or "exclude" (every row of the data,
+    #: NaN where the fit left a row out), as R's na.omit / na.exclude (mixedpy.residuals)
+    na_action: str = "omit"
 
     @property
     def ngrps(self) -> dict[str, int]:
@@ -142,7 +147,8 @@ class MixedModelFit(StatsmodelsResults, HtmlPre, DesignBacked):
 
     def varcorr(self) -> VarCorr:
         s2 = self.scale
-        terms = [VarCorrTerm(label=lab, group=t.group_name, coef_names=t.coef_names, cov=s2 * T @ T.T)
+        terms = [VarCorrTerm(label=lab, group=t.group_name, coef_names=t.coef_names, cov=s2 * T @ T.T,
+                             structure=t.covstruct.name)
                  for lab, t, T in zip(self.term_labels, self.terms, self.relative_factors())]
         return VarCorr(terms, self.sigma if self.use_scale else None)
 
@@ -221,29 +227,36 @@ class MixedModelFit(StatsmodelsResults, HtmlPre, DesignBacked):
                          allow_new_levels: bool = False) -> np.ndarray:
         """eta = X beta + offset + sum over chosen terms of Z b (new levels contribute 0)."""
         rows = model_rows(self.design, selected_terms(self.terms, re_form), newdata, allow_new_levels)
-        eta = rows.X @ self.beta + rows.offset
-        for tr in rows.terms:
-            eta = eta + tr.effect(self.b_list[tr.index])
-        return eta
+        return rows.linear_predictor(self.beta, self.b_list)
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = False,
-                type: str = "link") -> pd.Series:
+                type: str = "link", se_fit: bool = False, interval: str | None = None,
+                level: float = 0.95):
         """lme4 ``predict``: re_form=None uses every random effect, "~0"/"NA" none, or a formula of
         bar terms; new levels get random effects 0 when allow_new_levels, an error otherwise.
 
-        Returns a Series indexed like ``newdata`` (like the rows of the data the fit used when
-        newdata is None), as lme4's predictions are named by the rows; ``type="response"`` applies
-        the inverse link.  Draws (``mp.sim(fit).fitted``, ``mp.predictive_draws``) stay arrays.
+        Returns a Series indexed like ``newdata`` (when newdata is None, like the data's rows as
+        ``na_action`` lays them out), as lme4's predictions are named by the rows;
+        ``type="response"`` applies the inverse link.  Draws (``mp.sim(fit).fitted``,
+        ``mp.predictive_draws``) stay arrays.
+
+        ``se_fit=True`` or ``interval="confidence"``/``"prediction"`` returns a DataFrame with
+        columns ``fit`` and ``se_fit`` (and ``lwr``, ``upr`` at ``level``): the conditional standard
+        errors sigma ||L^{-1} [Lambda'z_i; x_i]|| of the joint (b, beta) system, as later lme4's
+        ``predict(se.fit = TRUE)``; see :mod:`mixedpy.predict_se` for the formulas and the choice of
+        the prediction interval's variance.
         """
         if type not in ("link", "response"):
             raise ValueError(f"type must be 'link' or 'response', got {type!r}")
+        if se_fit or interval is not None:
+            return prediction_frame(self, newdata, re_form, allow_new_levels, type, interval, level)
         eta = self.linear_predictor(newdata, re_form, allow_new_levels)
         if type == "response":
             eta = self._linkinv(eta)
         if not isinstance(eta, np.ndarray):   # already a (Dask) Series indexed by the rows
             return eta
         if newdata is None:
-            index = self.design.row_index
+            return data_rows(self, eta)
         else:
             index = newdata.index if isinstance(newdata, (pd.DataFrame, pd.Series)) else pd.RangeIndex(len(eta))
         return pd.Series(eta, index=index)
@@ -251,22 +264,40 @@ class MixedModelFit(StatsmodelsResults, HtmlPre, DesignBacked):
     def _linkinv(self, eta):
         return eta
 
+    # -- residuals and fitted values (mixedpy.residuals) -----------------------------------------
+    @cached_property
+    def fitted(self) -> pd.Series:
+        """The conditional mean mu-hat on the response scale (lme4 ``fitted``), a Series indexed
+        like the data's rows as ``na_action`` lays them out."""
+        return data_rows(self, self._linkinv(self.linear_predictor()))
+
+    def residuals(self, type: str | None = None, scaled: bool = False) -> pd.Series:
+        """lme4's ``residuals(fit, type, scaled)``: ``type`` "response" (lmer's default),
+        "pearson", "deviance" (glmer's default) or "working"; ``scaled`` divides by sigma.
+        Same as :func:`mixedpy.residuals`."""
+        return residuals(self, type, scaled)
+
+    @property
+    def resid(self) -> pd.Series:
+        """lme4's default residuals (response for lmer, deviance for glmer), a Series indexed like
+        the data's rows (statsmodels' ``resid``)."""
+        return self.residuals()
+
     # -- text --------------------------------------------------------------------------------
     def summary(self, ddf: str | None = None) -> Summary:
-        """lme4's ``summary()``: a :class:`~mixedpy.printing.Summary`, a ``str`` of lme4's text that
+        """The printed summary: a :class:`~mixedpy.printing.Summary`, a ``str`` of R's text that
         shows as that text at the prompt (``<pre>`` in Jupyter) and keeps its sections.
 
-        ``ddf="Satterthwaite"`` or ``"Kenward-Roger"`` (lmer fits) gives lmerTest's
-        ``summary(m, ddf=...)`` instead: lmerTest's title and a coefficient block with df,
-        ``Pr(>|t|)`` and significance stars (:func:`mixedpy.lmertest.coef_table`); the other sections
-        are lme4's.  With no ddf (or ``ddf="lme4"``) the text is lme4's own, without df: an lme4
-        user gets lme4's printout, and the df are what loading lmerTest adds in R, so they are asked
-        for here by naming the method (lmerTest's own default is Satterthwaite).
+        For an lmer fit the default (``ddf=None``) is lmerTest's ``summary(m)``, which uses
+        Satterthwaite's df: lmerTest's title and a coefficient block with df, ``Pr(>|t|)`` and
+        significance stars (:func:`mixedpy.lmertest.coef_table`); the other sections are lme4's.
+        ``ddf="Kenward-Roger"`` uses Kenward-Roger's df, and ``ddf="lme4"`` gives lme4's own
+        printout (no df or p-values).  A glmer fit's summary is lme4's, with z tests.
         """
-        if ddf is None:
-            return fit_summary(self)
         from .lmertest import _check_ddf, _is_lmer
 
+        if ddf is None:
+            ddf = "Satterthwaite" if _is_lmer(self) else "lme4"
         ddf = _check_ddf(ddf)
         if ddf == "lme4":
             return fit_summary(self)
@@ -342,15 +373,6 @@ class LmerFit(MixedModelFit):
         """sigma^2 (R_X'R_X)^{-1} (lme4 ``vcov.merMod``)."""
         return self.sigma ** 2 * self.state.factor.unscaled_vcov()
 
-    @cached_property
-    def fitted(self) -> np.ndarray:
-        return self.linear_predictor()
-
-    @property
-    def resid(self) -> pd.Series:
-        """y - fitted (lme4's ``residuals``), a Series indexed like the data's rows (statsmodels)."""
-        return pd.Series(self.design.y - self.fitted, index=self.design.row_index)
-
     def refit(self, reml: bool | None = None, newresp=None, **kwargs) -> "LmerFit":
         """The same model fitted again: ``refit(reml=False)`` is lme4's ``refitML``; ``newresp`` fits
         the same design to a new response vector (lme4's ``refit(object, newresp)``), starting at
@@ -376,7 +398,8 @@ class LmerFit(MixedModelFit):
         control = getattr(self, "control", None)   # fits pickled before control existed have none
         opt, state, messages = optimize_lmm(problem, reml, start=start, formula=design.formula, control=control,
                                             **options)
-        return LmerFit(design, problem, reml, opt, state, messages, self.data_name, control=control)
+        return carry_na_action(self, LmerFit(design, problem, reml, opt, state, messages, self.data_name,
+                                             control=control))
 
 
 profiler.register(LmerFit, LmerProfiler)

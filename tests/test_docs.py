@@ -104,8 +104,8 @@ def test_every_translation_exists(namespace):
 
 
 def test_checker_catches_a_missing_name(namespace):
-    with pytest.raises(AssertionError, match="no attribute 'getME'"):
-        check_expression("mp.getME(fit, 'theta')", namespace)
+    with pytest.raises(AssertionError, match="no attribute 'lmList'"):
+        check_expression("mp.lmList(fit, 'theta')", namespace)   # lme4's lmList: not in mixedpy
     with pytest.raises(AssertionError, match="no parameter 'condVar'"):
         check_expression("mp.ranef(fit, condVar=True)", namespace)
     with pytest.raises(AssertionError, match="no attribute 'nope'"):

@@ -175,7 +175,7 @@ def test_penicillin_start_values():
 
 def test_summary_and_print_layout():
     fit, _ = fit_case("sleepstudy_reml")
-    text = fit.summary()
+    text = fit.summary(ddf="lme4")
     assert "Linear mixed model fit by REML ['lmerMod']" in text
     assert "REML criterion at convergence: 1743.6" in text
     assert " Subject  (Intercept) 612.10   24.741" in text

@@ -65,11 +65,14 @@ def test_ml_title_wraps_as_lme4s_methtit(fits):
                     "  method [lmerModLmerTest]"]
 
 
-def test_summary_without_ddf_stays_lme4s(fits):
+def test_summary_defaults_to_satterthwaite_as_lmertest(fits):
+    """issue 12: lmerTest's summary(m) (no ddf) uses Satterthwaite's df; summary(ddf="lme4") keeps
+    lme4's printout (the defect: summary() printed lme4's table without df)."""
     fit = fits["sleepstudy"]
-    assert fit.summary() == fit.summary(ddf="lme4")
-    assert fit.summary().sections["title"] == ["Linear mixed model fit by REML ['lmerMod']"]
-    assert "df" not in fit.summary().sections["fixed"][1].split()
+    assert [line.rstrip() for line in fit.summary().splitlines()] == r_lines("sleepstudy_Satterthwaite")
+    assert fit.summary() == fit.summary(ddf="Satterthwaite")
+    assert fit.summary(ddf="lme4").sections["title"] == ["Linear mixed model fit by REML ['lmerMod']"]
+    assert "df" not in fit.summary(ddf="lme4").sections["fixed"][1].split()
     gm = mp.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", mp.datasets.load("cbpp"),
                   family="binomial")
     with pytest.raises(ValueError, match="lmerTest"):

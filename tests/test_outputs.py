@@ -74,7 +74,7 @@ def _r_lines(lines: list[str]) -> list[str]:
 # ---- 1. text results -------------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["summary_sleepstudy", "summary_cbpp"])
 def test_summary_text_is_lme4s_line_for_line(which, fit, gfit, ref):
-    s = (fit if which == "summary_sleepstudy" else gfit).summary()
+    s = (fit if which == "summary_sleepstudy" else gfit).summary(ddf="lme4")
     assert isinstance(s, Summary) and isinstance(s, str)
     ours = [line.rstrip() for line in s.splitlines() if not line.startswith("   Data:")]
     assert ours == _r_lines(ref[which])
@@ -88,14 +88,14 @@ def test_scaled_residuals_are_zapsmall_as_lme4(fit):
 
 
 def test_text_results_show_as_text_at_the_prompt(fit, gfit):
-    for text in (fit.summary(), gfit.summary(), mp.display(fit), mp.display(gfit, detail=True)):
+    for text in (fit.summary(ddf="lme4"), gfit.summary(), mp.display(fit), mp.display(gfit, detail=True)):
         assert isinstance(text, Text) and isinstance(text, str)
         assert repr(text) == str(text) == text.as_text()   # the prompt shows the text, not a literal
         assert "\n" in repr(text) and not repr(text).startswith("'")
         html = text._repr_html_()
         assert html.startswith("<pre>") and html.endswith("</pre>")
         assert "'" not in html and "<" not in html[5:-6]   # escaped
-    assert "&#x27;lmerMod&#x27;" in fit.summary()._repr_html_()
+    assert "&#x27;lmerMod&#x27;" in fit.summary(ddf="lme4")._repr_html_()
 
 
 def test_display_at_a_prompt_returns_without_printing(fit, capsys, monkeypatch):
@@ -109,7 +109,7 @@ def test_display_at_a_prompt_returns_without_printing(fit, capsys, monkeypatch):
 
 
 def test_summary_sections_rebuild_the_text_and_can_be_replaced(fit):
-    s = fit.summary()
+    s = fit.summary(ddf="lme4")
     assert list(s.sections) == ["title", "call", "criterion", "residuals", "random", "fixed", "correlation",
                                 "notes"]
     assert "\n".join(line for lines in s.sections.values() for line in lines) == s
