@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .accessors import coef, fixef, ranef, sigma_hat
+from .families import single_column_response
 from .newdata import model_rows, selected_terms
 from .printing import Text, display_text
 from .progress import interactive
@@ -190,7 +191,7 @@ def sim(fit, n_sims: int = 100, seed=None, arm_compat: bool = False) -> SimResul
         raise ValueError(f"the fit's PLS factor has {cp.p} fixed-effect columns but beta has {p}; "
                          "sim() needs the joint (u, beta) factor of the final iteration")
     q = cp.q
-    if fit.use_scale:
+    if fit.use_scale and getattr(fit, "family", None) is None:  # arm: no scale draws for any GLMM
         nu = fit.nobs - p
         pwrss = float(fit.state.pwrss)
         # 1/Gamma(shape nu/2, rate pwrss/2) = pwrss / chi^2_nu
@@ -326,7 +327,12 @@ def _draw_response(fit, mu: np.ndarray, scale: np.ndarray, rng, trials=None) -> 
     """Observation noise around mu (S, n): Gaussian with SD scale_s, or the GLMM family."""
     if fit.use_scale and getattr(fit, "family", None) is None:
         return mu + scale[:, None] * rng.standard_normal(mu.shape)
-    name = getattr(getattr(fit, "family", None), "name", "gaussian")
+    family = getattr(fit, "family", None)
+    if family is not None and family.has_dispersion:   # Gamma, inverse.gaussian, gaussian(link): phi = sigma^2
+        return family.simulate(rng, mu, single_column_response(mu[0]), dispersion=fit.sigma ** 2)
+    name = getattr(family, "name", "gaussian")
+    if name == "negative_binomial":
+        return family.simulate(rng, mu)
     if name == "binomial":
         size = np.ones(mu.shape[1], dtype=np.int64) if trials is None else np.broadcast_to(
             np.asarray(trials, dtype=np.int64), (mu.shape[1],))

@@ -69,6 +69,10 @@ class ScaleWarning(DataWarning):
     """Predictors on very different scales (lme4 ``check.scaleX``)."""
 
 
+class FamilyWarning(MixedpyWarning):
+    """A family used in a way lme4 deprecates (glmer with gaussian(identity) is fitted by lmer)."""
+
+
 class FormulaWarning(MixedpyWarning):
     """A formula term is valid R but probably not what was meant (``x^2`` outside ``I()`` is the
     crossing of x with itself, i.e. just x, as in R)."""

@@ -1,6 +1,7 @@
 """``glmer``: formula -> design -> family response -> GLMM problem -> two-stage fit -> GlmerFit.
 
-Binomial and Poisson mixed models as lme4's ``glmer`` fits them (Bates et al. 2015; lme4's
+Binomial, Poisson, Gamma, inverse-Gaussian and (non-identity link) gaussian mixed models as lme4's
+``glmer`` fits them (Bates et al. 2015; lme4's
 ``mkGlmerDevfun``/``optimizeGlmer``; ALGORITHMS.md section 2): the Laplace approximation
 (``nAGQ=1``), adaptive Gauss-Hermite quadrature (``nAGQ>1``, one scalar random-effects term) or
 the fast ``nAGQ=0`` fit in which PIRLS also estimates the fixed effects.
@@ -8,6 +9,7 @@ the fast ``nAGQ=0`` fit in which PIRLS also estimates the fixed effects.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -15,11 +17,13 @@ import numpy as np
 import pandas as pd
 
 from .control import glmerControl, require_dask_control, resolve_control
-from .families import Family, get_family
+from .errors import FamilyWarning
+from .families import Family, get_family, is_negative_binomial
 from .formula.design import ModelDesign, build_design
 from .glmm import GLMMProblem, GlmmFitResult, SeparationWarning, check_separation, fit_glmm
 from .linalg.blocked import BlockedFactor
 from .lmer import caller_namespace, data_name
+from .residuals import carry_na_action, check_na_action, with_na_action
 from .threads import controls_threads
 from .optimize import OptSummary, emit
 from .profile import GlmerProfiler, profiler
@@ -46,12 +50,12 @@ class GlmerState:
 class GlmerFit(MixedModelFit):
     """A generalized linear mixed model fitted by maximum likelihood (lme4 ``glmerMod``).
 
-    sigma is 1 (binomial and Poisson have no dispersion); ``loglik`` is minus half the minimized
+    sigma is 1 for binomial and Poisson (no dispersion) and lme4's ``sigma()`` for Gamma,
+    inverse.gaussian and gaussian (see :attr:`sigma`); ``loglik`` is minus half the minimized
     objective (Laplace or AGQ); ``deviance`` is the conditional deviance sum_i d_i, as lme4's
     ``deviance()`` for a GLMM.
     """
 
-    use_scale = False
     reml = False
 
     def __init__(self, design: ModelDesign, problem: GLMMProblem, result: GlmmFitResult,
@@ -75,8 +79,33 @@ class GlmerFit(MixedModelFit):
 
     # -- lme4's scalar summaries -----------------------------------------------------------
     @property
+    def nb_theta(self) -> float | None:
+        """The negative binomial size theta (lme4's ``getME(fit, "glmer.nb.theta")``); None otherwise."""
+        return getattr(self.family, "theta", None) if is_negative_binomial(self.family) else None
+
+    @property
+    def df(self) -> int:
+        """logLik's df; a negative binomial's theta counts, fixed or estimated (lme4's ``npar.merMod``)."""
+        return super().df + int(self.nb_theta is not None)
+
+    @property
+    def use_scale(self) -> bool:
+        """Whether the family has a dispersion parameter (lme4's ``useSc``: not binomial, Poisson or
+        negative binomial): it then counts in logLik's df, scales VarCorr and gets a Residual row."""
+        return bool(self.family.has_dispersion)
+
+    @cached_property
     def sigma(self) -> float:
-        return 1.0
+        """lme4's ``sigma()``: 1 without a dispersion; otherwise ``mkMerMod``'s sigmaML,
+
+            sigma^2 = (sum_i w_i (y_i - mu_i)^2 / V(mu_i) + ||u||^2) / n,
+
+        the penalized weighted residual sum of squares over n at the final PIRLS state."""
+        if not self.use_scale:
+            return 1.0
+        st = self.result.state
+        wrss = float(np.sum(self.problem.wt * (self.problem.y - st.mu) ** 2 / self.family.variance(st.mu)))
+        return float(np.sqrt((wrss + st.ussq) / self.nobs))
 
     @property
     def control(self):
@@ -109,7 +138,9 @@ class GlmerFit(MixedModelFit):
     @property
     def vcov_array(self) -> np.ndarray:
         """Hessian-based vcov of beta, 2 [H^{-1}]_{beta beta} (lme4's default for nAGQ >= 1), or
-        (R_X'R_X)^{-1} at the final PIRLS weights for nAGQ = 0."""
+        sigma^2 (R_X'R_X)^{-1} at the final PIRLS weights for nAGQ = 0 (lme4 ``vcov.merMod``)."""
+        if self.vcov_source == "RX" and self.use_scale:
+            return self.sigma ** 2 * self.result.vcov
         return self.result.vcov
 
     def refit(self, reml: bool | None = None, newresp=None, quiet: bool = False,
@@ -131,7 +162,8 @@ class GlmerFit(MixedModelFit):
         result = fit_glmm(problem, nAGQ=self.nAGQ, start={"theta": self.theta, "fixef": self.beta}, control=control)
         if not quiet:
             emit(result.messages)
-        return GlmerFit(design, problem, result, [m for _, m in result.messages], data_name=self.data_name)
+        return carry_na_action(self, GlmerFit(design, problem, result, [m for _, m in result.messages],
+                                              data_name=self.data_name))
 
     # -- per-observation quantities -------------------------------------------------------
     def _linkinv(self, eta):
@@ -142,29 +174,8 @@ class GlmerFit(MixedModelFit):
         """Binomial trials per row (1 for a 0/1 response); ones for Poisson."""
         return self.problem.resp.trials
 
-    @cached_property
-    def fitted(self) -> np.ndarray:
-        """mu-hat, the conditional mean on the response scale (lme4 ``fitted``)."""
-        return self.family.linkinv(self.linear_predictor())
-
-    def residuals(self, type: str = "deviance") -> np.ndarray:
-        """lme4's ``residuals(glmerMod, type)``: "deviance" (default), "pearson", "working" or "response"."""
-        y, wt, mu = self.problem.y, self.problem.wt, self.fitted
-        if type == "deviance":
-            d = self.family.dev_resids(y, mu, wt)
-            return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
-        if type == "pearson":
-            return (y - mu) * np.sqrt(wt) / np.sqrt(self.family.variance(mu))
-        if type == "working":
-            return (y - mu) / self.family.mu_eta(self.linear_predictor())
-        if type == "response":
-            return y - mu
-        raise ValueError(f"type must be 'deviance', 'pearson', 'working' or 'response', got {type!r}")
-
-    @property
-    def resid(self) -> pd.Series:
-        """Deviance residuals (lme4's ``residuals``), a Series indexed like the data's rows (statsmodels)."""
-        return pd.Series(self.residuals("deviance"), index=self.design.row_index)
+    # fitted (mu-hat), residuals(type, scaled) and resid (deviance residuals) are MixedModelFit's
+    # (mixedpy.residuals), Series indexed like the data's rows
 
     # -- text ---------------------------------------------------------------------------
     @property
@@ -181,7 +192,7 @@ profiler.register(GlmerFit, GlmerProfiler)
 @controls_threads
 def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None = None, nAGQ: int = 1,
           weights=None, offset=None, start=None, calc_derivs: bool | None = None, optimizer=None,
-          control: glmerControl | None = None) -> GlmerFit:
+          control: glmerControl | None = None, nb_theta: float | None = None, na_action: str = "omit") -> GlmerFit:
     """Fit a generalized linear mixed model by maximum likelihood, as lme4's ``glmer``.
 
     Parameters
@@ -189,8 +200,18 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None 
     formula : lme4 formula.  Binomial responses may be 0/1, ``cbind(successes, failures)``, or
         proportions with ``weights=`` the number of trials.
     data : DataFrame
-    family : "binomial", "poisson" or a family object (:mod:`mixedpy.families`)
-    link : "logit" (default), "probit" or "cloglog" for binomial; "log" for Poisson
+    family : "binomial", "poisson", "Gamma", "inverse.gaussian", "gaussian", a family object
+        (:mod:`mixedpy.families`) or a statsmodels family object (``sm.families.Gamma(sm.families.links.Log())``).
+        gaussian with the identity link is a linear mixed model: as lme4, glmer warns and fits it with
+        lmer (REML)
+    link : binomial: "logit" (default), "probit", "cloglog"; poisson: "log" (default), "identity",
+        "sqrt"; Gamma: "inverse" (default), "log", "identity"; inverse.gaussian: "1/mu^2" (default),
+        "inverse", "identity", "log"; gaussian: "identity" (default), "log", "inverse";
+        negative_binomial: "log" (default), "identity", "sqrt"
+    nb_theta : the size theta of family="negative_binomial" (MASS's ``negative.binomial(theta)``),
+        held fixed; :func:`mixedpy.glmer_nb` estimates it
+    na_action : "omit" (default) or "exclude" (R's na.exclude: fitted, resid, residuals() and predict()
+        without newdata padded with NaN to the data's rows), as :func:`mixedpy.lmer`
     nAGQ : 1 = Laplace approximation; 0 = faster fit with beta from PIRLS; > 1 (at most 25) =
         adaptive Gauss-Hermite quadrature with that many nodes (one scalar term such as (1 | g))
     weights, offset : column names or arrays of prior weights / an offset on the link scale
@@ -211,8 +232,12 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None 
     likelihood integral over b is approximated by Laplace's method at the conditional modes found by
     PIRLS, or by adaptive quadrature (Bates et al. 2015, J. Stat. Softw. 67(1); Pinheiro & Bates 1995).
     """
-    fam = get_family(family, link)
+    fam = get_family(family, link, nb_theta=nb_theta)
     namespace = caller_namespace()
+    check_na_action(na_action, dask=is_dask_frame(data))
+    if fam.name == "gaussian" and fam.link.name == "identity":
+        return with_na_action(_lmer_shortcut(formula, data, weights, offset, start, calc_derivs, optimizer, namespace),
+                              na_action, data)
     if calc_derivs is not None:
         calc_derivs = check_bool(calc_derivs, "calc_derivs")
     ctl = resolve_control(control, glmerControl, optimizer=optimizer, calc_derivs=calc_derivs)
@@ -220,6 +245,9 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None 
         from .scale.glmer import glmer as scale_glmer
 
         require_dask_control(ctl, glmerControl)
+        if fam.has_dispersion:
+            raise NotImplementedError(f"glmer on a Dask frame supports families without a dispersion (binomial, "
+                                      f"poisson), not {fam.name}: fit an in-memory pandas DataFrame")
         return scale_glmer(formula, data, fam, None, nAGQ, weights, offset, start, ctl.calc_derivs, env=namespace,
                            data_name=data_name(namespace, data))
     design = build_design(formula, data, weights=weights, offset=offset, env=namespace, allow_n_levels=True,
@@ -234,7 +262,22 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", link: str | None 
         post = check_separation(np.zeros((design.nobs, 0)), [], resp, result.state.mu)
         messages += [(SeparationWarning, m) for m in pre + post]
     emit(messages)
-    return GlmerFit(design, problem, result, [m for _, m in messages], data_name=data_name(namespace, data))
+    return with_na_action(GlmerFit(design, problem, result, [m for _, m in messages],
+                                   data_name=data_name(namespace, data)), na_action, data)
+
+
+def _lmer_shortcut(formula, data, weights, offset, start, calc_derivs, optimizer, namespace):
+    """lme4's glmer with family = gaussian(identity): a deprecation warning, then lmer (REML) on the
+    same formula, data, weights, offset and start."""
+    from .lmer import fit_problem, lmm_problem
+
+    warnings.warn("calling glmer() with family=gaussian (identity link) as a shortcut to lmer() is deprecated; "
+                  "please call mp.lmer() directly", FamilyWarning, stacklevel=4)
+    if is_dask_frame(data):
+        raise ValueError("glmer with family='gaussian' and the identity link is a linear mixed model: call mp.lmer")
+    design = build_design(formula, data, weights=weights, offset=offset, env=namespace)
+    return fit_problem(design, lmm_problem(design), reml=True, start=start, optimizer=optimizer,
+                       calc_derivs=calc_derivs, data_name=data_name(namespace, data))
 
 
 # ------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import html
 import numpy as np
 from scipy.stats import norm
 
+from .residuals import is_glmm as _is_glmm
 from .rformat import format_r, fround, round_r
 
 
@@ -160,7 +161,7 @@ def coef_table(fit) -> str:
             ("Std. Error", [s.strip() for s in both[len(est):]]),
             ("t value" if fit.use_scale else "z value", [s.strip() for s in format_r(np.round(stat, 3), 4)])]
     stars: list[str] = []
-    if not fit.use_scale:
+    if _is_glmm(fit):  # lme4: t values for a family with a dispersion, but Pr(>|z|) for every GLMM
         p = 2 * norm.sf(np.abs(stat))
         cols.append(("Pr(>|z|)", format_pvalues(p)))
         stars = [_stars(v) for v in p]
@@ -202,15 +203,14 @@ def varcorr_table(vc, digits: int = 5, variance: bool = False) -> str:
     Std.Dev. and the lower triangle of each correlation matrix (``comp=c("Variance","Std.Dev.")``
     with variance=True)."""
     groups, names, sds, vars_, corr_rows = [], [], [], [], []
-    max_k = max((len(t.coef_names) for t in vc.terms), default=1)
     for t in vc.terms:
-        c = t.corr
-        for i, name in enumerate(t.coef_names):
+        # each term's rows: lme4's lower triangle, or a structure's glmmTMB-style summary
+        for i, (name, sd, var, cells) in enumerate(t.table_rows(max(2, digits - 2))):
             groups.append(t.label if i == 0 else "")
             names.append(name)
-            sds.append(t.sd[i])
-            vars_.append(t.cov[i, i])
-            corr_rows.append([f"{c[i, j]:.{max(2, digits - 2)}f}" for j in range(i)])
+            sds.append(sd)
+            vars_.append(var)
+            corr_rows.append(cells)
     if vc.sigma is not None:
         groups.append("Residual")
         names.append("")
@@ -222,7 +222,7 @@ def varcorr_table(vc, digits: int = 5, variance: bool = False) -> str:
     if variance:
         cols.append(format_r(vars_, digits))
     cols.append(format_r(sds, digits))
-    n_corr = max_k - 1
+    n_corr = max((len(r) for r in corr_rows), default=0)
     if n_corr > 0:
         header += ["Corr"] + [""] * (n_corr - 1)
         for j in range(n_corr):
@@ -267,12 +267,12 @@ def info_lines(fit, digits: int) -> list[str]:
 
 
 def _header(fit) -> list[str]:
-    if fit.use_scale:
+    if not _is_glmm(fit):
         method = "REML" if fit.reml else "maximum likelihood "
         out = [f"Linear mixed model fit by {method} ['lmerMod']"]
     else:
         out = [f"Generalized linear mixed model fit by maximum likelihood ({fit.method_label}) [glmerMod]",
-               f" Family: {fit.family.name}  ( {fit.family.link.name} )"]
+               f" Family: {getattr(fit.family, 'r_family', fit.family.name)}  ( {fit.family.link.name} )"]
     out.append(f"Formula: {fit.formula}")
     if getattr(fit, "data_name", "data") != "data":
         out.append(f"   Data: {fit.data_name}")
@@ -284,11 +284,13 @@ def _header(fit) -> list[str]:
 
 
 def _scaled_residuals(fit) -> np.ndarray:
-    """lmer: residuals / sigma (times sqrt(w)); glmer: Pearson residuals."""
-    if not fit.use_scale:
-        return fit.residuals("pearson")
-    r = fit.resid / fit.sigma
-    return r * np.sqrt(fit.design.weights) if fit.design.weights is not None else r
+    """lme4's ``residuals(object, "pearson", scaled = TRUE)`` of the rows used: sqrt(w)(y - mu)/sigma
+    for lmer, the Pearson residuals / sigma for glmer."""
+    from .residuals import residuals
+
+    r = residuals(fit, "pearson", scaled=True)
+    r = r.compute() if hasattr(r, "compute") else r   # a Dask fit's, per partition
+    return r.dropna().to_numpy()   # without the rows na_action="exclude" pads
 
 
 def _notes(fit) -> list[str]:
@@ -302,7 +304,7 @@ def _notes(fit) -> list[str]:
 def summary_sections(fit) -> dict[str, list[str]]:
     """The sections of lme4's ``summary(merMod)`` (see :class:`Summary`), as lists of lines."""
     header = _header(fit)
-    n_title = 1 if fit.use_scale else 2
+    n_title = 2 if _is_glmm(fit) else 1
     if fit.use_scale and fit.reml:
         criterion = ["", f"REML criterion at convergence: {fit.reml_crit:.1f}"]
     else:
@@ -352,7 +354,7 @@ def _display_call(fit) -> str:
     if family is None:
         reml = "" if getattr(fit, "reml", True) else ", REML = FALSE"
         return f"lmer(formula = {fit.formula}, data = {data}{reml})"
-    return f"glmer(formula = {fit.formula}, data = {data}, family = {family.name})"
+    return f"glmer(formula = {fit.formula}, data = {data}, family = {getattr(family, 'r_call', family.name)})"
 
 
 def _display_coefs(fit, digits: int, detail: bool) -> list[str]:
@@ -442,11 +444,12 @@ def median_mad_table(names: list[str], median: np.ndarray, mad_sd: np.ndarray, d
 
 
 def stanreg_text(family: str, link: str, formula: str, nobs: int, coefs: tuple | None, sigma: tuple | None,
-                 varcorr_text: str, ngrps: dict, digits: int) -> Text:
-    """rstanarm's ``print(fit, digits)``: header, the coefficients' and sigma's (names, medians,
-    MAD_SDs) blocks, the error terms (VarCorr text) and the levels per grouping factor."""
-    fam = "gaussian [identity]" if family == "gaussian" else f"{family} [{link}]"
-    fn = "stan_lmer" if family == "gaussian" else "stan_glmer"
+                 varcorr_text: str, ngrps: dict, digits: int, stan_function: str | None = None) -> Text:
+    """rstanarm's ``print(fit, digits)``: header, the coefficients' and the auxiliary parameter's
+    (``sigma``: names, medians, MAD_SDs) blocks, the error terms (VarCorr text) and the levels per
+    grouping factor.  ``stan_function`` defaults to stan_lmer for gaussian [identity], else stan_glmer."""
+    fam = f"{family} [{link}]"
+    fn = stan_function or ("stan_lmer" if (family, link) == ("gaussian", "identity") else "stan_glmer")
     lines = [fn, f" family:       {fam}", f" formula:      {formula}", f" observations: {nobs}", "------"]
     if coefs is not None:
         lines += median_mad_table(*coefs, digits)

@@ -32,6 +32,7 @@ import pandas as pd
 from scipy import optimize as sopt
 from scipy.stats import norm
 
+from .errors import MixedpyError
 from .glmm import PIRLSError
 from .linalg.blocked import NotPositiveDefinite
 from .lmm import LMMProblem
@@ -226,6 +227,9 @@ class GlmerProfiler(LmerProfiler):
     predictor at every evaluation, so the function is the one the fit minimized."""
 
     def __init__(self, fit):
+        if fit.use_scale:  # lme4 1.1's profile.merMod refuses these too
+            raise MixedpyError(f"can't (yet) profile GLMMs with non-fixed scale parameters (the {fit.family.name} "
+                               "family has a dispersion): use confint(method='Wald') or method='boot'")
         self.ml = fit
         self.problem = fit.problem
         self.nAGQ = fit.nAGQ

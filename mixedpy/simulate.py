@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .families import single_column_response
 from .frames import to_pandas
 from .newdata import model_rows, selected_terms
 from .trials import binomial_counts
@@ -20,7 +21,8 @@ def simulate(fit, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None,
         eta0 = predict(newdata, re_form)                      (beta-hat, offset, chosen b-hat)
         u ~ N(0, I) for the terms not in re_form,  r = Z_c Lambda_c u
         LMM:  y = eta0 + sigma-hat (r + eps),  eps ~ N(0, I)   (prior weights ignored, as lme4)
-        GLMM: y ~ family(linkinv(eta0 + r))
+        GLMM: y ~ family(linkinv(eta0 + r)), with dispersion sigma-hat^2 for Gamma (shape w / phi),
+              inverse.gaussian (lambda = w / phi) and gaussian (variance phi / w)
 
     ``re_form="~0"`` (the default, lme4's ``use.u = FALSE``) simulates new random effects for
     every term; ``re_form=None`` conditions on all the conditional modes.  For newdata, the
@@ -60,10 +62,18 @@ def _simulate_family(fit, eta: np.ndarray, rng, own_rows: bool) -> np.ndarray:
     mu = fit._linkinv(eta)
     family = fit.family
     resp = getattr(getattr(fit, "problem", None), "resp", None)
+    if family.has_dispersion:
+        # Gamma, inverse.gaussian, gaussian: dispersion phi = sigma^2 (lme4's simfuns; new rows have
+        # unit prior weights)
+        if not own_rows or resp is None:
+            resp = single_column_response(np.ones(eta.shape[0]))
+        return np.asarray(family.simulate(rng, mu.T, resp, dispersion=fit.sigma ** 2), dtype=float).T
     if own_rows and resp is not None and hasattr(family, "simulate"):
         # the family's own generator knows the trials of a binomial response (lme4's rbinom/weights)
         return np.asarray(family.simulate(rng, mu.T, resp), dtype=float).T
     name = family.name
+    if name == "negative_binomial":   # rnbinom(theta, mu) needs nothing of the rows
+        return np.asarray(family.simulate(rng, mu.T), dtype=float).T
     if name == "poisson":
         return rng.poisson(mu).astype(float)
     if name == "binomial":

@@ -221,8 +221,8 @@ def _(fit: MixedModelFit, effects=("ran_pars", "fixed"), conf_int: bool = True, 
             stat = est / se
         part = pd.DataFrame({"effect": "fixed", "group": np.nan, "term": list(fit.fixef_names),
                              "estimate": est, "std.error": se, "statistic": stat})
-        if not fit.use_scale:
-            # z tests for models without a scale parameter, as summary(glmer) and broom.mixed
+        if getattr(fit, "family", None) is not None:
+            # z tests for every GLMM (Gamma too: t value but Pr(>|z|)), as summary(glmer) and broom.mixed
             part["p.value"] = 2 * norm.sf(np.abs(stat))
         if conf_int:
             if profile is None:

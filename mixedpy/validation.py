@@ -224,7 +224,11 @@ def check_nlevels(terms, n: int, allow_n: bool) -> None:
 
 def check_zdims(terms, n: int, allow_n: bool) -> None:
     """lme4 ``checkZdims``: for each term, the number of random effects q_i = levels x coefficients
-    must be below n (lmer, where q_i = n is confounded with the residual) or at most n (glmer)."""
+    must be below n (lmer, where q_i = n is confounded with the residual) or at most n (glmer).
+    Skipped when any term has a covariance structure, as lme4 2.x does (its few parameters can be
+    identified even with one observation per random effect)."""
+    if any(getattr(t, "is_structured", False) for t in terms):
+        return
     for t in terms:
         q = t.n_coefs
         if (n < q) if allow_n else (n <= q):
@@ -376,18 +380,41 @@ def check_binomial_response(y: np.ndarray, weights: np.ndarray | None, name: str
                       "weights=trials (successes = weights * y must be whole numbers)", DataWarning, stacklevel=4)
 
 
-def check_poisson_response(y: np.ndarray, name: str) -> None:
-    """A Poisson response is one column of non-negative whole numbers."""
+def check_poisson_response(y: np.ndarray, name: str, family: str = "poisson") -> None:
+    """A Poisson (or other count-family: ``family``) response is one column of non-negative whole numbers."""
     if y.ndim != 1:
-        raise DataError(f"poisson response {name!r} must be a single column of counts, not cbind(...)")
+        raise DataError(f"{family} response {name!r} must be a single column of counts, not cbind(...)")
     yv = np.asarray(y, dtype=float)
     if np.any(yv < 0):
         bad = np.flatnonzero(yv < 0)
-        raise DataError(f"poisson response {name!r} has {bad.size} negative value(s) (first {yv[bad[0]]:g} "
+        raise DataError(f"{family} response {name!r} has {bad.size} negative value(s) (first {yv[bad[0]]:g} "
                         f"at row {bad[0]}); counts must be >= 0")
     frac = np.abs(yv - np.round(yv)) > 1e-8
     if np.any(frac):
         bad = np.flatnonzero(frac)
-        raise DataError(f"poisson response {name!r} has {bad.size} non-integer value(s) (first {yv[bad[0]]:g} "
-                        f"at row {bad[0]}); the Poisson family models counts. For rates use counts with "
+        label = "Poisson" if family == "poisson" else family
+        raise DataError(f"{family} response {name!r} has {bad.size} non-integer value(s) (first {yv[bad[0]]:g} "
+                        f"at row {bad[0]}); the {label} family models counts. For rates use counts with "
                         "offset=np.log(exposure)")
+
+
+def check_positive_response(y: np.ndarray, name: str, family: str, link: str, positive_only: bool) -> None:
+    """A Gamma or inverse-Gaussian response is one column of positive numbers (R's ``validmu`` and
+    ``initialize``: "non-positive values not allowed for the 'Gamma' family"); a gaussian response with
+    the log link needs y > 0 and with the inverse link y != 0 for R's starting values (mu = y)."""
+    if y.ndim != 1:
+        raise DataError(f"{family} response {name!r} must be a single numeric column, not cbind(...)")
+    yv = np.asarray(y, dtype=float)
+    if positive_only or link == "log":
+        bad = np.flatnonzero(yv <= 0)
+        need = "positive values (y > 0)"
+    elif link == "inverse":
+        bad = np.flatnonzero(yv == 0)
+        need = "non-zero values"
+    else:
+        return
+    if bad.size:
+        what = (f"the {family} family" if positive_only else
+                f"starting values of the {family} family with the {link} link (mu = y)")
+        raise DataError(f"response {name!r} has {bad.size} value(s) not allowed for {what} (first {yv[bad[0]]:g} "
+                        f"at row {bad[0]}); it needs {need}. Drop or recode those rows, or choose another family.")

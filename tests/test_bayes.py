@@ -367,7 +367,7 @@ def test_errors():
     with pytest.raises(mp.DataError, match="single numeric response"):
         mp.bayes_lmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cb)
     with pytest.raises(ValueError, match="family"):
-        mp.bayes_glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cb, family="gamma")
+        mp.bayes_glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cb, family="beta")
     with pytest.raises(ValueError, match="link"):
         mp.bayes_glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cb, link="log")
     with pytest.raises(TypeError, match="Posterior"):

@@ -342,7 +342,7 @@ def test_errors_users_can_act_on():
     with pytest.raises(DataError, match="0/1 or a proportion"):
         mp.glmer("incidence ~ period + (1 | herd)", cb, family="binomial")
     with pytest.raises(ValueError, match="unknown family"):
-        mp.glmer("incidence ~ period + (1 | herd)", cb, family="gamma")
+        mp.glmer("incidence ~ period + (1 | herd)", cb, family="tweedie")
     with pytest.raises(DataError, match="constant"):
         mp.glmer("z ~ period + (1 | herd)", cb.assign(z=0), family="binomial")
     with pytest.raises(ValueError, match="start fixef"):

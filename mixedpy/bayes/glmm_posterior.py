@@ -1,10 +1,17 @@
-"""Binomial and Poisson GLMMs: pseudo-marginal emcee with Laplace importance sampling (exact).
+"""GLMMs of every rstanarm family: pseudo-marginal emcee with Laplace importance sampling (exact).
 
-Model (rstanarm ``stan_glmer``): y_i ~ Binomial(n_i, g^{-1}(eta_i)) or Poisson(exp(eta_i)),
+Model (rstanarm ``stan_glmer``): y_i ~ Binomial(n_i, g^{-1}(eta_i)), Poisson(g^{-1}(eta_i)), or, with
+an auxiliary parameter a (rstanarm's ``aux``), neg_binomial_2(mu_i, size a), Gamma(shape a,
+rate a / mu_i), inverse.gaussian(mu_i, lambda a) or N(mu_i, sigma a), mu_i = g^{-1}(eta_i),
 eta = X beta + Z b + offset, b = Lambda u with u ~ N(0, I) (the non-centered parameterization),
-Lambda = blockdiag(I_J (x) chol(Sigma_i)), Sigma_i ~ decov with sigma_disp = 1.
+Lambda = blockdiag(I_J (x) chol(Sigma_i)), Sigma_i ~ decov with sigma_disp = 1 for binomial and
+Poisson and sigma_disp = a for the families with an auxiliary parameter (rstanarm 2.21's
+``continuous.stan`` and ``count.stan`` pass ``aux`` to ``make_theta_L`` for every family but
+binomial and Poisson, so the decov scale is multiplied by the shape, size or lambda too).  Prior
+weights multiply each observation's log-likelihood, as rstanarm's ``dot_product(weights, ...)``.
 
-emcee explores only the covariance parameters theta.  For each proposed theta the marginal
+emcee explores only the covariance parameters and log a (its prior density times the Jacobian a of
+the log map), theta.  For each proposed theta the marginal
 likelihood p(y | theta) = int p(y, v | theta) dv over v = (u, beta) is estimated without bias by
 importance sampling,
 
@@ -16,7 +23,9 @@ a penalty) with scale H^{-1}, H the negative Hessian at the mode (the Laplace ap
 Bates et al. 2015 / lme4 section 2.3 of ALGORITHMS.md).  Because emcee keeps the stored value for
 its current states, the chain is a pseudo-marginal sampler (Andrieu & Roberts 2009) and its
 stationary law is the exact posterior; keeping one v_i per state, chosen with probability
-proportional to its weight, gives exact joint draws of (theta, beta, b).  The Laplace step only
+proportional to its weight, gives exact joint draws of (theta, beta, b).  Given a, the integrand is
+that of a GLMM with known dispersion, so the Laplace step and the weights use the family's
+log-likelihood, score and Fisher information at that a.  The Laplace step only
 decides how efficient the sampler is: any centre and any positive definite scale give an exact
 sampler, provided log q is that of the draws, so the Newton search may stop early and the scale may
 be the Hessian of its last iterate.
@@ -31,16 +40,19 @@ proposal draws are v-hat + L^{-T} z.  The walkers are looped over for the factor
 else (linear predictors, gradients, log-likelihoods) is batched over walkers.  A single scalar term
 (1 | g) has an arrowhead H, factored batched over walkers in closed form
 (:class:`ScalarTermAlgebra`).  Log-likelihoods, scores and weights are those of
-:mod:`mixedpy.families`, the objects glmer uses.
+:mod:`mixedpy.families`, the objects glmer uses; W is the Fisher information, which for the
+non-canonical links (probit, Gamma's log, ...) is not the observed one (Fisher scoring): it is still
+a positive definite proposal scale, so the sampler stays exact.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import special
 
-from ..families import Response, binomial_counts, get_family
+from ..families import Response, binomial_counts
 from ..linalg.blocked import CrossProducts, NotPositiveDefinite, TermBlock
 from ..validation import check_binomial_response, check_poisson_response
+from .family import AUX_NAME, family_object
 from .model import Centering, coefficient_logprior, coefficient_prior_arrays, covariance_priors
 from .priors import ResolvedPriors
 
@@ -225,12 +237,14 @@ class ArrowheadFactor:
 
 
 class GLMMPosterior:
-    """Posterior of a binomial/Poisson GLMM as a pseudo-marginal target over the covariance parameters."""
+    """Posterior of a GLMM (rstanarm's families) as a pseudo-marginal target over the covariance
+    parameters and, for families with one, the log of the auxiliary parameter (first coordinate)."""
 
     def __init__(self, design, family: str, link: str, priors: ResolvedPriors | None, n_importance: int = 16,
                  df: float | None = None):
         self.design, self.family, self.link = design, family, link
-        self.fam = get_family(family, link)
+        self.fam = family_object(family, link)
+        self.aux_name = AUX_NAME[family]
         self.terms = design.terms
         self.names = design.fixef_names
         y = np.asarray(design.y, dtype=float)
@@ -241,8 +255,14 @@ class GLMMPosterior:
             if y.ndim == 1 and w is not None:   # proportions x weights (rstanarm): whole up to rounding
                 self.k_obs = np.round(self.k_obs)
             self.y_for_priors = np.where(self.trials > 0, self.k_obs / np.maximum(self.trials, 1), 0)
-        else:
+        elif family == "poisson":
             check_poisson_response(y, design.response_name)
+            self.k_obs, self.trials, self.y_for_priors = y, None, y
+        else:
+            if family != "gaussian":    # rstanarm starts a gaussian model anywhere: any y for any link
+                self.fam.prepare(y, None, design.response_name)
+            elif y.ndim != 1:
+                raise ValueError(f"gaussian response {design.response_name!r} must be a single numeric column")
             self.k_obs, self.trials, self.y_for_priors = y, None, y
         self.obs_w = np.ones(len(self.k_obs)) if (w is None or family == "binomial") else np.asarray(w, float)
         self._const = self.fam.loglik_const(self._response())
@@ -272,13 +292,18 @@ class GLMMPosterior:
             self.set_priors(priors)
 
     def _response(self) -> Response:
-        """The counts as a :class:`~mixedpy.families.Response`: binomial k successes of m trials
-        (y = k / m, weights = m), Poisson counts with their weights."""
+        """The response as a :class:`~mixedpy.families.Response`: binomial k successes of m trials
+        (y = k / m, weights = m), Poisson counts with their weights, and for the families with an
+        auxiliary parameter y with unit weights: their prior weights multiply the log-likelihood
+        (:meth:`_loglik`), which for them differs from the families' glm weights (Gamma's w / phi
+        shape, gaussian's precision weights)."""
         if self.family == "binomial":
             m = self.trials
             y = np.divide(self.k_obs, m, out=np.zeros_like(self.k_obs, dtype=float), where=m > 0)
             return Response(y=y, weights=m, trials=m, two_column=True)
-        return Response(y=self.k_obs, weights=self.obs_w, trials=np.ones_like(self.k_obs), two_column=False)
+        ones = np.ones_like(self.k_obs, dtype=float)
+        w = ones if self.aux_name is not None else self.obs_w
+        return Response(y=self.k_obs, weights=w, trials=ones, two_column=False)
 
     def _kernel_setup(self) -> None:
         """The rows of the blocked kernel and their block structure, analysed once per model:
@@ -320,7 +345,7 @@ class GLMMPosterior:
     def set_priors(self, priors: ResolvedPriors):
         self.priors = priors
         self.cov_priors = covariance_priors(self.terms, priors)
-        self.dim = sum(ct.dim for ct in self.cov_priors)
+        self.dim = sum(ct.dim for ct in self.cov_priors) + (self.aux_name is not None)
         loc, prec, _ = coefficient_prior_arrays(priors, self.names)
         # the Laplace surrogate uses a normal of the prior's scale for t/cauchy priors; the weights use the exact prior
         if not priors.all_gaussian:
@@ -333,15 +358,34 @@ class GLMMPosterior:
         self.P0 = np.concatenate([np.ones(self.q), prec])
         self.m0 = np.concatenate([np.zeros(self.q), loc])
         self._v_start = np.concatenate([np.zeros(self.q), np.where(prec > 0, loc, 0.0)])
-        self.param_names = [f"{t.group_name}:{nm}" for t, ct in zip(self.terms, self.cov_priors) for nm in ct.names]
+        if self.aux_name is not None and self.centering.intercept is not None:
+            # mu = mean(y) everywhere: inside every link's domain (0 is not, for Gamma's inverse link)
+            ybar = np.sum(self.obs_w * self.k_obs) / np.sum(self.obs_w)
+            with np.errstate(all="ignore"):
+                g0 = float(self.fam.linkfun(ybar))
+            if np.isfinite(g0):         # (a gaussian [log] response with a mean <= 0 keeps the prior's)
+                self._v_start[self.q + self.centering.intercept] = g0
+        self.param_names = ([] if self.aux_name is None else [f"log_{self.aux_name}"]) + [
+            f"{t.group_name}:{nm}" for t, ct in zip(self.terms, self.cov_priors) for nm in ct.names]
 
     # ---- pieces ------------------------------------------------------------------------------
+    def _aux(self, x):
+        """The auxiliary parameter exp(x[:, 0]) of each walker, None for binomial and Poisson."""
+        return None if self.aux_name is None else np.exp(np.atleast_2d(x)[:, 0])
+
     def _unpack(self, x):
+        """(chol(Sigma_i) per term, log prior + log Jacobian) of each walker, the auxiliary
+        parameter's prior and Jacobian included."""
         x = np.atleast_2d(x)
         W = x.shape[0]
         chols, lp, pos = [], np.zeros(W), 0
+        disp = np.ones(W)
+        aux = self._aux(x)
+        if aux is not None:
+            lp = lp + self.priors.aux.logpdf(aux) + x[:, 0]       # Jacobian of aux = exp(log aux)
+            disp, pos = aux, 1
         for ct in self.cov_priors:
-            L, lpi = ct.transform(x[:, pos:pos + ct.dim], np.ones(W))
+            L, lpi = ct.transform(x[:, pos:pos + ct.dim], disp)
             chols.append(L)
             lp = lp + lpi
             pos += ct.dim
@@ -357,18 +401,30 @@ class GLMMPosterior:
         return KernelAlgebra(self._term_rows, chols, self.Xc, self._blocks, self._X_aug, self._y_aug,
                              self._structure, self._unit)
 
-    def _loglik(self, eta):
-        """log p(y | eta) per observation (families.py, the functions glmer uses)."""
-        return self.fam.loglik_eta(eta, self.resp, self._const)
+    @staticmethod
+    def _per_walker(aux, eta):
+        """The auxiliary parameter (W,) shaped to broadcast against eta (W, ..., n); None stays None."""
+        return None if aux is None else np.reshape(aux, (-1,) + (1,) * (eta.ndim - 1))
 
-    def _penalized(self, alg, v):
+    def _loglik(self, eta, aux=None):
+        """log p(y | eta, aux) per observation (families.py, the functions glmer uses), times the prior
+        weights for the families with an auxiliary parameter (their Response has unit weights)."""
+        ll = self.fam.loglik_eta(eta, self.resp, self._const, aux=self._per_walker(aux, eta))
+        return ll if self.aux_name is None else ll * self.obs_w
+
+    def _score_info(self, eta, aux=None):
+        """d l / d eta and the Fisher information at eta (and aux), weighted as :meth:`_loglik`."""
+        score, info = self.fam.score_info(eta, self.resp, aux=self._per_walker(aux, eta))
+        return (score, info) if self.aux_name is None else (score * self.obs_w, info * self.obs_w)
+
+    def _penalized(self, alg, v, aux=None):
         eta = alg.linpred(v) + self.offset
-        ll = self._loglik(eta)
-        score, info = self.fam.score_info(eta, self.resp)
+        ll = self._loglik(eta, aux)
+        score, info = self._score_info(eta, aux)
         pen = 0.5 * np.sum(self.P0 * (v - self.m0) ** 2, axis=1)
         return ll.sum(axis=1) - pen, score, info
 
-    def _mode(self, alg, W: int, iters: int = 40, tol: float = 1e-12, final_factor: bool = True):
+    def _mode(self, alg, W: int, aux=None, iters: int = 40, tol: float = 1e-12, final_factor: bool = True):
         """Joint mode of (u, beta) and a factor of the negative Hessian (damped Newton).
 
         Stops after the step whose Newton decrement g'H^{-1}g is below ``tol`` for every walker
@@ -379,7 +435,7 @@ class GLMMPosterior:
         before the last step, which saves a factorization and is a valid proposal scale all the
         same (module docstring)."""
         v = self._start(alg.chols)
-        f, score, info = self._penalized(alg, v)
+        f, score, info = self._penalized(alg, v, aux)
         fac = None
         for _ in range(iters):
             g = alg.gradient(score) - self.P0 * (v - self.m0)
@@ -391,7 +447,7 @@ class GLMMPosterior:
             t = np.ones(W)
             for _ in range(30):                          # halve the step where the objective went down
                 v_new = v + t[:, None] * step
-                f_new, s_new, i_new = self._penalized(alg, v_new)
+                f_new, s_new, i_new = self._penalized(alg, v_new, aux)
                 worse = ~(f_new >= f - 1e-10)
                 if not worse.any():
                     break
@@ -403,7 +459,7 @@ class GLMMPosterior:
             fac = alg.factor(info, self.P0)
         return v, fac
 
-    def _logjoint(self, alg, V):
+    def _logjoint(self, alg, V, aux=None):
         """log p(y, v | theta) for V (W, N, d) with the exact coefficient prior.
 
         The linear predictors are formed for a few walkers at a time, so that memory stays
@@ -415,7 +471,7 @@ class GLMMPosterior:
             sl = slice(lo, min(W, lo + step))
             eta = alg.linpred(V[sl], walkers=sl)
             eta += self.offset
-            ll[sl] = self._loglik(eta).sum(axis=2)
+            ll[sl] = self._loglik(eta, None if aux is None else aux[sl]).sum(axis=2)
         u, beta = V[..., :self.q], V[..., self.q:]
         lp = -0.5 * np.sum(u * u, axis=2) - 0.5 * self.q * _LOG2PI
         lb = coefficient_logprior(self.priors, self.names, beta.reshape(W * N, self.p)).reshape(W, N)
@@ -423,15 +479,16 @@ class GLMMPosterior:
 
     # ---- targets -----------------------------------------------------------------------------
     def _at_mode(self, x, **mode_options):
-        """(log prior, design, joint mode v-hat, Cholesky factor L of the Hessian there) for each
-        walker, or None where the Newton search fails."""
+        """(log prior, design, joint mode v-hat, Cholesky factor L of the Hessian there, auxiliary
+        parameter) for each walker, or None where the Newton search fails."""
         chols, lp = self._unpack(x)
+        aux = self._aux(x)
         alg = self._design(chols)
         try:
-            v, fac = self._mode(alg, lp.size, **mode_options)
+            v, fac = self._mode(alg, lp.size, aux, **mode_options)
         except np.linalg.LinAlgError:
             return None
-        return lp, alg, v, fac
+        return lp, alg, v, fac, aux
 
     def laplace_log_prob(self, x) -> np.ndarray:
         """The Laplace approximation of log p(theta | y) (used only to find a starting point)."""
@@ -439,12 +496,12 @@ class GLMMPosterior:
             at = self._at_mode(x)
             if at is None:
                 return np.full(np.atleast_2d(x).shape[0], -np.inf)
-            lp, alg, v, fac = at
-            lj = self._logjoint(alg, v[:, None, :])[:, 0]
+            lp, alg, v, fac, aux = at
+            lj = self._logjoint(alg, v[:, None, :], aux)[:, 0]
             out = lp + lj - fac.half_logdet + 0.5 * self.d * _LOG2PI
         return np.where(np.isfinite(out), out, -np.inf)
 
-    def _importance(self, alg, v, fac, t):
+    def _importance(self, alg, v, fac, t, aux=None):
         """Importance draws V = v-hat + L^{-T} t of the Student-t proposal q (scale H^{-1}) from
         standard multivariate-t draws t (W, N, d), and their log-weights log p(y, V | theta) - log q(V)
         (-inf where not finite).  (V - v-hat)' H (V - v-hat) = |t|^2 and |L^{-T}| = |H|^{-1/2}."""
@@ -452,7 +509,7 @@ class GLMMPosterior:
         V = v[:, None, :] + fac.solve_upper(t)
         logq = (special.gammaln((nu + d) / 2) - special.gammaln(nu / 2) - 0.5 * d * np.log(nu * np.pi)
                 + fac.half_logdet[:, None] - 0.5 * (nu + d) * np.log1p(np.sum(t * t, axis=2) / nu))
-        logw = self._logjoint(alg, V) - logq
+        logw = self._logjoint(alg, V, aux) - logq
         return V, np.where(np.isfinite(logw), logw, -np.inf)
 
     def log_prob(self, x):
@@ -463,10 +520,10 @@ class GLMMPosterior:
             at = self._at_mode(x, tol=_PROPOSAL_DECREMENT, final_factor=False)
             if at is None:
                 return np.full(W, -np.inf), np.zeros((W, self.d))
-            lp, alg, v, fac = at
+            lp, alg, v, fac, aux = at
             nu, N = self.df, self.N
             t = self.rng.standard_normal((W, N, self.d)) * np.sqrt(nu / self.rng.chisquare(nu, (W, N, 1)))
-            V, logw = self._importance(alg, v, fac, t)
+            V, logw = self._importance(alg, v, fac, t, aux)
             top = logw.max(axis=1, keepdims=True)
             prob = np.exp(logw - top)
             total = prob.sum(axis=1, keepdims=True)
@@ -482,10 +539,11 @@ class GLMMPosterior:
         """Start later Newton searches from the joint mode at x (the posterior mode of theta),
         with each term's u rescaled to the proposed covariance (:meth:`_start`)."""
         chols, lp = self._unpack(x)
+        aux = self._aux(x)
         alg = self._design(chols)
-        v, _ = self._mode(alg, lp.size)
+        v, _ = self._mode(alg, lp.size, aux)
         self._v_start = v[0]
-        _, info = self.fam.score_info(alg.linpred(v) + self.offset, self.resp)
+        _, info = self._score_info(alg.linpred(v) + self.offset, aux)
         self._u_moves = []
         off = 0
         for (codes, M, J), L0 in zip(self._term_rows, chols):
@@ -525,19 +583,40 @@ class GLMMPosterior:
             off += J * k
         return v
 
+    def _aux_start(self) -> float:
+        """A moment estimate of the auxiliary parameter from y alone (a start for the mode search):
+        var(y) = phi V(ybar) for Gamma and inverse.gaussian (aux = 1/phi), sd(y) for gaussian,
+        ybar^2 / (var(y) - ybar) for neg_binomial_2 (10 when y is not overdispersed)."""
+        y = self.k_obs
+        m, v = float(np.mean(y)), float(np.var(y, ddof=1))
+        if self.family == "gaussian":
+            return max(np.sqrt(v), 1e-8)
+        if self.family == "neg_binomial_2":
+            return float(np.clip(m * m / (v - m), 0.1, 100.0)) if v > 1.05 * m else 10.0
+        return float(self.fam.aux_from_dispersion(v / float(self.fam.variance(m))))
+
     def start(self) -> np.ndarray:
-        """Unconstrained parameters at Sigma = 0.25 I per term (a moderate starting point for the mode search)."""
-        x = []
+        """Unconstrained parameters at Sigma = 0.25 I per term (a moderate starting point for the mode
+        search) and a moment estimate of the auxiliary parameter."""
+        x, disp = [], 1.0
+        if self.aux_name is not None:
+            disp = self._aux_start()
+            x.append(np.log(disp))
         for ct in self.cov_priors:
-            x += list(ct.inverse(0.25 * np.eye(ct.k), 1.0))
+            x += list(ct.inverse(0.25 * np.eye(ct.k), disp))
         return np.asarray(x, dtype=float)
 
     def draw(self, x: np.ndarray, blobs: np.ndarray) -> dict:
-        """Sigma, beta (original X scale) and b per term from the kept states and their importance draws."""
+        """Sigma, beta (original X scale), b per term and the auxiliary parameter ("aux"; also
+        "sigma" for gaussian, ones otherwise) from the kept states and their importance draws."""
         chols, _ = self._unpack(x)
+        aux = self._aux(x)
         u, beta_c = blobs[:, :self.q], blobs[:, self.q:]
-        out = {"sigma": np.ones(x.shape[0]), "Sigma": [L @ np.swapaxes(L, 1, 2) for L in chols],
+        sigma = aux if self.family == "gaussian" else np.ones(x.shape[0])
+        out = {"sigma": sigma, "Sigma": [L @ np.swapaxes(L, 1, 2) for L in chols],
                "beta": self.centering.uncenter(beta_c), "b": []}
+        if aux is not None:
+            out["aux"] = aux
         off = 0
         for t, L in zip(self.terms, chols):
             ui = u[:, off:off + t.n_coefs].reshape(-1, t.n_levels, t.k)

@@ -2,7 +2,8 @@
 rstanarm's print layout, predictions with new group levels, PSIS-LOO and arviz conversion.
 
 Draws are stored per parameter block (beta (S, p), b per term (S, J, k), sigma (S,), Sigma per term
-(S, k, k)) in (chain, walker, step) order.  For the diagnostics each chain is one sequence with its
+(S, k, k), and for neg_binomial_2, Gamma, inverse.gaussian and gaussian GLMMs the auxiliary
+parameter "aux" (S,)) in (chain, walker, step) order.  For the diagnostics each chain is one sequence with its
 walkers' thinned paths laid end to end (``seq_shape`` = (chains, walkers * steps)): within a walker
 the autocorrelation of the thinned path is what arviz measures, a walker boundary only adds pairs of
 nearly independent draws, and split R-hat compares the first and second half of the walkers of
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from ..families import Response
 from ..newdata import model_rows, selected_terms
 from ..trials import binomial_counts, newdata_trials
 from ..printing import HtmlPre, Text, stanreg_text
@@ -24,6 +26,7 @@ from ..varcorr import VarCorr as VarCorrTable
 from ..varcorr import VarCorrTerm
 from ..results import DesignBacked
 from .diagnostics import _arviz, diagnose
+from .family import AUX_NAME, family_object
 from .priors import ResolvedPriors, prior_summary_text
 
 _LINKS = {"identity": (lambda e: e), "logit": special.expit, "log": np.exp,
@@ -61,6 +64,24 @@ class Posterior(HtmlPre, DesignBacked):
         return self.family == "gaussian"
 
     @property
+    def aux_name(self) -> str | None:
+        """rstanarm's name of the auxiliary parameter: "sigma", "reciprocal_dispersion" (the
+        negative binomial's size), "shape" (Gamma), "lambda" (inverse.gaussian); None for binomial
+        and Poisson."""
+        return AUX_NAME[self.family]
+
+    @property
+    def aux(self) -> np.ndarray | None:
+        """Draws (S,) of the auxiliary parameter (sigma for gaussian models), None without one."""
+        if self.aux_name is None:
+            return None
+        return self._d["aux"] if "aux" in self._d else self._d["sigma"]
+
+    @cached_property
+    def _family(self):
+        return family_object(self.family, self.link)
+
+    @property
     def n_draws(self) -> int:
         return self._d["beta"].shape[0]
 
@@ -81,9 +102,9 @@ class Posterior(HtmlPre, DesignBacked):
         for i, t in enumerate(self.terms):
             cols.append(self._d["b"][i].reshape(self.n_draws, -1))
             names += self._b_names(i)
-        if self.use_scale:
-            cols.append(self._d["sigma"][:, None])
-            names.append("sigma")
+        if self.aux_name is not None:
+            cols.append(self.aux[:, None])
+            names.append(self.aux_name)
         for i, t in enumerate(self.terms):
             r, c = np.tril_indices(t.k)
             order = np.lexsort((r, c))     # column-major lower triangle, as rstanarm names them
@@ -163,9 +184,11 @@ class Posterior(HtmlPre, DesignBacked):
         """rstanarm's ``prior_summary``: the priors the model was fitted with, as text.
 
         Each block names a prior as it was specified and, when rstanarm's autoscaling changed it,
-        the adjusted prior that was actually used: for a Gaussian model the coefficient scales are
-        multiplied by sd(y)/sd(x) (the intercept's by sd(y)) and the exponential rate of sigma is
-        divided by sd(y); for binomial and Poisson models only the 1/sd(x) factor applies.  The
+        the adjusted prior that was actually used: for a Gaussian model (any link) the coefficient
+        scales are multiplied by sd(y)/sd(x) (the intercept's by sd(y)) and the exponential rate of
+        sigma is divided by sd(y); for the other families only the 1/sd(x) factor applies, and the
+        auxiliary parameter's prior (``Auxiliary (reciprocal_dispersion)``, ``(shape)``,
+        ``(lambda)``) is used as specified.  The
         intercept's prior is on the intercept after the predictors are centered (rstanarm's
         parameterisation), so its location is the mean response, not the intercept at x = 0.
         ``Covariance`` gives the decov (or lkj) prior of each random-effects covariance matrix:
@@ -182,21 +205,26 @@ class Posterior(HtmlPre, DesignBacked):
         observations.  The coefficient table gives for each fixed effect the posterior median
         (``Median``) and the median absolute deviation of its draws scaled to be an SD
         (``MAD_SD`` = 1.4826 median|x - median(x)|), a robust posterior SD.  ``Auxiliary
-        parameter(s)`` does the same for the residual SD sigma (Gaussian models).  ``Error terms``
+        parameter(s)`` does the same for the auxiliary parameter under rstanarm's name: the
+        residual SD ``sigma`` (gaussian), ``reciprocal_dispersion`` (the negative binomial's size:
+        Var y = mu + mu^2 / size), ``shape`` (Gamma: Var y = mu^2 / shape) or ``lambda``
+        (inverse.gaussian: Var y = mu^3 / lambda).  ``Error terms``
         are the random-effect SDs and correlations computed from the posterior means of the
         covariance matrices (and the residual SD), laid out as lme4's ``VarCorr``; ``Num.
-        levels`` counts the levels of each grouping factor.  For intervals and the sampler's
+        levels`` counts the levels of each grouping factor.  A Residual row appears for gaussian
+        models only, as in rstanarm.  For intervals and the sampler's
         diagnostics (R-hat, bulk and tail ESS, MCSE) use ``post.summary()``; for the priors,
         ``post.prior_summary()``.
         """
         B = self._d["beta"]
         coefs = (self.fixef_names, np.median(B, 0), mad_sd(B)) if B.shape[1] else None
-        sigma = None
-        if self.use_scale:
-            sd = self._d["sigma"][:, None]
-            sigma = (["sigma"], np.median(sd, 0), mad_sd(sd))
-        return stanreg_text(self.family, self.link, self.formula, self.nobs, coefs, sigma,
-                            self.varcorr("mean").format(digits=digits + 1), self.design.ngrps(), digits)
+        aux = None
+        if self.aux_name is not None:
+            a = self.aux[:, None]
+            aux = ([self.aux_name], np.median(a, 0), mad_sd(a))
+        return stanreg_text(self.family, self.link, self.formula, self.nobs, coefs, aux,
+                            self.varcorr("mean").format(digits=digits + 1), self.design.ngrps(), digits,
+                            stan_function=self.sampler_info.get("stan_function"))
 
     def __repr__(self) -> str:
         return self.format()
@@ -253,8 +281,10 @@ class Posterior(HtmlPre, DesignBacked):
     def posterior_epred(self, newdata=None, draws=None, re_form=None, allow_new_levels=False,
                         sample_new_levels="gaussian", seed=None, offset=None) -> np.ndarray:
         """Expected response linkinv(eta) per draw (a probability for binomial models)."""
-        return _LINKS[self.link](self.posterior_linpred(newdata, draws, re_form, allow_new_levels,
-                                                        sample_new_levels, seed, offset))
+        eta = self.posterior_linpred(newdata, draws, re_form, allow_new_levels, sample_new_levels, seed, offset)
+        if self.link in _LINKS:
+            return _LINKS[self.link](eta)
+        return self._family.linkinv(eta)
 
     def _trials(self, newdata) -> np.ndarray | None:
         if self.family != "binomial":
@@ -264,18 +294,27 @@ class Posterior(HtmlPre, DesignBacked):
     def posterior_predict(self, newdata=None, draws=None, re_form=None, allow_new_levels=False,
                           sample_new_levels="gaussian", seed=None, offset=None) -> np.ndarray:
         """Draws of new responses y_rep^(s) ~ family(linkinv(eta^(s)), sigma^(s)): (draws, rows).
-        Binomial models give counts of successes out of the cbind() trials (proportions need weights)."""
+        Binomial models give counts of successes out of the cbind() trials (proportions need weights);
+        the families with an auxiliary parameter draw with that draw's parameter (rstanarm's
+        ``.pp_neg_binomial_2``, ``.pp_Gamma``, ``.pp_inverse.gaussian``, ``.pp_gaussian``): counts
+        rnbinom(size, mu), rgamma(shape, shape / mu), inverse-Gaussian(mu, lambda), N(mu, sigma),
+        unweighted as rstanarm's."""
         rng = np.random.default_rng(seed)
         sub = int(rng.integers(2 ** 31))
         idx = self._draw_index(draws, np.random.default_rng(sub))
         mu = self.posterior_epred(newdata, None if draws is None else len(idx), re_form, allow_new_levels,
                                   sample_new_levels, sub, offset)
-        if self.family == "gaussian":
-            return mu + self._d["sigma"][idx][:, None] * rng.standard_normal(mu.shape)
         if self.family == "binomial":
             n = self._trials(newdata)
             return rng.binomial(np.broadcast_to(n.astype(np.int64), mu.shape), np.clip(mu, 0, 1)).astype(float)
-        return rng.poisson(mu).astype(float)
+        if self.aux_name is None:
+            return rng.poisson(mu).astype(float)
+        aux = self.aux[idx][:, None]
+        ones = np.ones(mu.shape[-1])
+        unit = Response(y=ones, weights=ones, trials=ones, two_column=False)
+        if self.family == "neg_binomial_2":
+            return self._family.simulate(rng, mu, unit, aux=aux)
+        return self._family.simulate(rng, mu, unit, dispersion=self._family.dispersion_from_aux(aux))
 
     # ---- LOO and arviz ------------------------------------------------------------------------------
     @property
@@ -290,9 +329,10 @@ class Posterior(HtmlPre, DesignBacked):
         """Pointwise log-likelihood (S, n) at every draw (weighted as the model was)."""
         eta = self.posterior_linpred()
         y = self.design.y
-        if self.family == "gaussian":
-            s = self._d["sigma"][:, None]
-            ll = stats.norm.logpdf(y[None, :], eta, s)
+        if self.aux_name is not None:
+            ones = np.ones(len(y))
+            resp = Response(y=np.asarray(y, dtype=float), weights=ones, trials=ones, two_column=False)
+            ll = self._family.loglik_eta(eta, resp, aux=self.aux[:, None])
         elif self.family == "binomial":
             k = np.round(binomial_counts(y, self.design.weights)[0])   # proportions x weights: whole up to rounding
             n = self.trials
@@ -310,8 +350,8 @@ class Posterior(HtmlPre, DesignBacked):
         post = {"beta": self.as_sequences(self._d["beta"])}
         dims = {"beta": ["coef"]}
         coords = {"coef": self.fixef_names, "obs": np.arange(self.nobs)}
-        if self.use_scale:
-            post["sigma"] = self.as_sequences(self._d["sigma"])
+        if self.aux_name is not None:
+            post[self.aux_name] = self.as_sequences(self.aux)
         for lab, t, S, b in zip(self.term_labels, self.terms, self._d["Sigma"], self._d["b"]):
             post[f"Sigma[{lab}]"] = self.as_sequences(S)
             post[f"b[{lab}]"] = self.as_sequences(b)

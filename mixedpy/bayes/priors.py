@@ -9,7 +9,10 @@ Defaults (used when an argument is not given), with ``autoscale=True``:
 
 * intercept:    normal(mean(y) if gaussian-identity else 0,  2.5 * sd(y) if gaussian else 2.5)
 * coefficients: normal(0, 2.5 * [sd(y) if gaussian] / sd(x_k))      (sd(x_k) := 1 for a constant column)
-* sigma:        exponential(rate = 1 / sd(y))
+* aux:          exponential(rate = 1 / sd(y)) on sigma (gaussian, any link); exponential(rate = 1),
+                not autoscaled, on neg_binomial_2's reciprocal_dispersion, Gamma's shape and
+                inverse.gaussian's lambda (rstanarm 2.21 ``stan_glm.fit``: only a gaussian model
+                multiplies the aux prior's scale by sd(y)); binomial and Poisson have no aux
 * covariance:   decov(regularization=1, concentration=1, shape=1, scale=1)
 
 User-constructed priors have ``autoscale=False`` unless asked, as in rstanarm >= 2.19.  ``None``
@@ -26,6 +29,7 @@ from scipy import special
 from ..printing import Text, prior_summary_layout
 from ..rformat import format_r
 from ..validation import check_constant_response
+from .family import AUX_NAME
 
 _PROBIT_FACTOR = (1.0 / np.sqrt(2.0 * np.pi)) / 0.25
 
@@ -221,7 +225,8 @@ class CoefPrior:
 
 @dataclass
 class AuxPrior:
-    """Prior on sigma > 0: exponential(rate), half-normal/t/cauchy(0, scale), or flat."""
+    """Prior on the auxiliary parameter > 0 (sigma, neg_binomial_2's size, Gamma's shape, inverse.gaussian's
+    lambda): exponential(rate), half-normal/t/cauchy(0, scale), or flat."""
 
     kind: str
     rate: float = 1.0
@@ -248,7 +253,7 @@ class ResolvedPriors:
 
     intercept: CoefPrior | None       # on gamma (intercept of the centered predictors), None without one
     coef: CoefPrior                   # on the non-intercept coefficients
-    aux: AuxPrior | None              # on sigma (gaussian only)
+    aux: AuxPrior | None              # on the auxiliary parameter (sigma, shape, ...), None without one
     covariance: Decov | Lkj
     cov_scale: float                  # lkj's sd scale after autoscale (1 for decov)
     coef_names: list[str] = field(default_factory=list)
@@ -256,6 +261,7 @@ class ResolvedPriors:
     intercept_default: bool = False
     coef_default: bool = False
     aux_default: bool = False
+    aux_name: str | None = None       # rstanarm's name of the auxiliary parameter
 
     @property
     def all_gaussian(self) -> bool:
@@ -335,9 +341,11 @@ def resolve_priors(family: str, link: str, y: np.ndarray, X: np.ndarray, fixef_n
 
     aux = None
     aux_default = isinstance(prior_aux, str) and prior_aux == "default"
-    if gaussian:
+    aux_name = AUX_NAME.get(family)
+    if aux_name is not None:
         if aux_default:
             prior_aux = Exponential(1.0, True)
+        # sd_y is 1 unless gaussian: only a gaussian model's aux prior is autoscaled
         if prior_aux is None:
             aux = AuxPrior("flat")
         elif isinstance(prior_aux, Exponential):
@@ -358,7 +366,7 @@ def resolve_priors(family: str, link: str, y: np.ndarray, X: np.ndarray, fixef_n
     if isinstance(cov, Lkj):
         cov_scale = cov.scale * (sd_y if (cov.autoscale and gaussian) else 1.0)
     return ResolvedPriors(intercept, coef, aux, cov, cov_scale, [fixef_names[j] for j in others], family,
-                          int_default, coef_default, aux_default)
+                          int_default, coef_default, aux_default, aux_name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,16 +411,17 @@ def prior_summary_text(pr: ResolvedPriors, model_name: str = "post") -> Text:
         blocks.append(("Coefficients", _coef_text(pr.coef)))
     if pr.aux is not None:
         a = pr.aux
+        title = f"Auxiliary ({pr.aux_name or 'sigma'})"
         if a.kind == "flat":
-            blocks.append(("Auxiliary (sigma)", ("~ flat", None)))
+            blocks.append((title, ("~ flat", None)))
         elif a.kind == "exponential":
             spec_rate = a.specified.rate
-            blocks.append(("Auxiliary (sigma)", (_describe("exponential", rate=spec_rate),
+            blocks.append((title, (_describe("exponential", rate=spec_rate),
                            None if np.isclose(spec_rate, a.rate) else _describe("exponential", rate=a.rate))))
         else:
             spec_scale = float(np.atleast_1d(a.specified.scale)[0])
             name = "half-normal" if a.kind == "normal" else "half-student_t"
-            blocks.append(("Auxiliary (sigma)", (_describe(name, location=0.0, scale=spec_scale),
+            blocks.append((title, (_describe(name, location=0.0, scale=spec_scale),
                            None if np.isclose(spec_scale, a.scale) else _describe(name, location=0.0, scale=a.scale))))
     c = pr.covariance
     if isinstance(c, Decov):
