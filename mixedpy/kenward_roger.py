@@ -38,7 +38,6 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .errors import MixedpyError
-from .terms import vech_indices
 from .threads import block_threads
 
 
@@ -95,6 +94,12 @@ def kr_adjusted(fit) -> KRAdjusted:
         if fit.design.weights is not None:
             raise MixedpyError("Kenward-Roger's method is not available for a weighted lmer fit "
                                "(pbkrtest takes the residual covariance as sigma^2 I)")
+        nonlinear = [f"{t.covstruct.name}({t.expr} | {t.group_name})" for t in fit.terms
+                     if t.covstruct.linear_basis() is None]
+        if nonlinear:
+            raise MixedpyError(f"Kenward-Roger's method needs a covariance linear in its parameters (pbkrtest's "
+                               f"Sigma = sum_r phi_r G_r); {', '.join(nonlinear)} is not: use Satterthwaite's "
+                               "df (ddf='Satterthwaite') or a us(), diag() or homcs() term")
         hit = _cache[fit] = _compute(fit)
     return hit
 
@@ -204,9 +209,7 @@ def _compute(fit) -> KRAdjusted:
     # the random-effects parameters: (term, offset, J, k, E) with E the symmetric unit matrix
     params = []
     for i, t in enumerate(terms):
-        for r, c in zip(*vech_indices(t.k)):
-            E = np.zeros((t.k, t.k))
-            E[r, c] = E[c, r] = 1.0
+        for E in t.covstruct.linear_basis():
             params.append((i, slice(offsets[i], offsets[i + 1]), t.n_levels, t.k, E))
     g = len(params) + 1
 

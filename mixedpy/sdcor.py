@@ -4,7 +4,8 @@ parameters, and the interval table those report in.
 Parameters are reported with lme4's old names (``oldNames = TRUE``): per random-effects term, in the
 order of theta (vech, column-major), a diagonal entry becomes the standard deviation of that
 coefficient and an off-diagonal one the correlation; the names are ``.sig01, .sig02, ...``, then
-``.sigma`` (models with a scale), then the fixed effects.
+``.sigma`` (models with a scale), then the fixed effects.  A structured term (:mod:`mixedpy.covstruct`)
+contributes its natural parameters instead, as lme4 2.x's ``par``: its SDs, then rho (cs, homcs, ar1).
 """
 from __future__ import annotations
 
@@ -13,99 +14,73 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .terms import vech_indices
-
-
-def _psd_cholesky(C: np.ndarray, tol: float = 1e-12) -> np.ndarray | None:
-    """Lower Cholesky factor of a positive semi-definite matrix (zero pivots give zero columns,
-    so a correlation of exactly +-1 or an sd of 0 is allowed); None if C is not PSD."""
-    k = C.shape[0]
-    L = np.zeros_like(C)
-    scale = max(float(np.max(np.abs(np.diag(C)))), 1e-300)
-    for j in range(k):
-        d = C[j, j] - L[j, :j] @ L[j, :j]
-        if d < -tol * scale:
-            return None
-        if d <= tol * scale:
-            if np.any(np.abs(C[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]) > 1e-8 * scale):
-                return None
-            continue
-        L[j, j] = np.sqrt(d)
-        L[j + 1:, j] = (C[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]) / L[j, j]
-    return L
+from .covstruct import CovStructure, Unstructured
 
 
 @dataclass(frozen=True)
 class SdCorMap:
-    """Map between (theta, sigma) and lme4's sd/cor parameter vector for a list of terms."""
+    """Map between (theta, sigma) and the sd/cor parameter vector for a list of terms.
 
-    ks: tuple[int, ...]
+    Each term's part is its covariance structure's natural parameters
+    (:meth:`mixedpy.covstruct.CovStructure.to_sdcor`): lme4's sd's and correlations for an
+    unstructured term, the SDs then rho for cs/homcs/ar1 (lme4 2.x's ``par``), the SDs for diag."""
+
+    structures: tuple[CovStructure, ...]   # an int k stands for lme4's unstructured k x k term
     use_scale: bool
+
+    def __post_init__(self):
+        object.__setattr__(self, "structures", tuple(Unstructured(st) if isinstance(st, (int, np.integer)) else st
+                                                     for st in self.structures))
 
     @classmethod
     def for_fit(cls, fit) -> "SdCorMap":
-        return cls(tuple(t.k for t in fit.terms), bool(fit.use_scale))
+        return cls(tuple(t.covstruct for t in fit.terms), bool(fit.use_scale))
 
     @property
     def n_var(self) -> int:
-        return sum(k * (k + 1) // 2 for k in self.ks) + int(self.use_scale)
+        return len(self.kinds())
 
     def kinds(self) -> list[str]:
         """"sd", "cor" or "sigma" per parameter."""
-        out = []
-        for k in self.ks:
-            r, c = vech_indices(k)
-            out += ["sd" if i == j else "cor" for i, j in zip(r, c)]
+        out = [kind for st in self.structures for kind in st.kinds()]
         return out + (["sigma"] if self.use_scale else [])
 
     def names(self) -> list[str]:
-        n = sum(k * (k + 1) // 2 for k in self.ks)
+        n = self.n_var - int(self.use_scale)
         width = max(2, len(str(n)))
         return [f".sig{i + 1:0{width}d}" for i in range(n)] + ([".sigma"] if self.use_scale else [])
 
     def from_theta(self, theta: np.ndarray, sigma: float) -> np.ndarray:
         s = sigma if self.use_scale else 1.0
         out, start = [], 0
-        for k in self.ks:
-            r, c = vech_indices(k)
-            T = np.zeros((k, k))
-            T[r, c] = theta[start:start + len(r)]
-            start += len(r)
-            C = s * s * (T @ T.T)
-            sd = np.sqrt(np.diag(C))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                R = C / np.outer(sd, sd)
-            out += [sd[i] if i == j else R[i, j] for i, j in zip(r, c)]
+        for st in self.structures:
+            out.append(st.to_sdcor(theta[start:start + st.n_theta], s))
+            start += st.n_theta
         if self.use_scale:
-            out.append(sigma)
-        return np.asarray(out, dtype=float)
+            out.append([sigma])
+        return np.concatenate(out) if out else np.zeros(0)
 
     def to_theta(self, phi: np.ndarray) -> tuple[np.ndarray | None, float]:
-        """(theta, sigma); theta is None when the correlations do not form a PSD matrix."""
+        """(theta, sigma); theta is None when the parameters give no covariance matrix (correlations
+        that do not form a PSD matrix)."""
         sigma = float(phi[-1]) if self.use_scale else 1.0
         out, start = [], 0
-        for k in self.ks:
-            r, c = vech_indices(k)
-            vals = phi[start:start + len(r)]
-            start += len(r)
-            sd = np.zeros(k)
-            R = np.eye(k)
-            for v, i, j in zip(vals, r, c):
-                if i == j:
-                    sd[i] = v
-                else:
-                    R[i, j] = R[j, i] = v
-            L = _psd_cholesky(np.outer(sd, sd) * R)
-            if L is None:
+        for st in self.structures:
+            m = len(st.kinds())
+            theta_i = st.from_sdcor(np.asarray(phi[start:start + m], dtype=float), sigma)
+            start += m
+            if theta_i is None:
                 return None, sigma
-            out.append(L[r, c] / sigma)
+            out.append(theta_i)
         return np.concatenate(out) if out else np.zeros(0), sigma
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        kinds = self.kinds()
-        lo = np.array([-1.0 if k == "cor" else 0.0 for k in kinds])
-        hi = np.array([1.0 if k == "cor" else np.inf for k in kinds])
-        return lo, hi
+        lo = [st.sdcor_bounds()[0] for st in self.structures]
+        hi = [st.sdcor_bounds()[1] for st in self.structures]
+        if self.use_scale:
+            lo.append([0.0])
+            hi.append([np.inf])
+        return (np.concatenate(lo) if lo else np.zeros(0)), (np.concatenate(hi) if hi else np.zeros(0))
 
 
 def interval_frame(names, lower, upper, level) -> pd.DataFrame:

@@ -4,7 +4,9 @@ For term i with k_i coefficients and J_i levels, lme4 writes Z_i as the row-wise
 Kronecker product of the level indicators and the n x k_i model matrix M_i, with
 columns ordered level-major, and Lambda_i = I_{J_i} (x) T_i where T_i is lower
 triangular and theta_i = vech(T_i) in column-major order (Bates et al. 2015,
-section 2.2; MixedModels.jl ``ReMat``).  We keep only ``codes`` and ``M_i``.
+section 2.2; MixedModels.jl ``ReMat``).  We keep only ``codes`` and ``M_i``.  A structured term
+(``cs(0 + f | g)``, ``ar1(...)``, ``diag(...)``: :mod:`mixedpy.covstruct`) has its own theta_i and
+map theta_i -> T_i; the engine only sees T_i.
 """
 from __future__ import annotations
 
@@ -12,17 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .covstruct import CovStructure, check_structured_terms, make_structure
 from .linalg.blocked import TermBlock
-
-
-def vech_indices(k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row, col) of the lower triangle of a k x k matrix in column-major order."""
-    rows, cols = [], []
-    for c in range(k):
-        for r in range(c, k):
-            rows.append(r)
-            cols.append(c)
-    return np.asarray(rows, dtype=int), np.asarray(cols, dtype=int)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -40,9 +33,15 @@ class RandomEffectsTerm(TermBlock):
     coef_names: list[str]
     design_info: object = field(repr=False, default=None)
     group_dtypes: tuple = field(repr=False, default=())  # training dtypes of group_columns (newdata matching)
+    structure: str = "us"         # covariance structure: us (lme4's), diag, cs, homcs, ar1
+    covstruct: CovStructure = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
         object.__setattr__(self, "n_levels", len(self.levels))
+        what = f"random-effects term {self.structure}({self.expr} | {self.group_name})"
+        if self.design_info is not None:
+            check_structured_terms(self.structure, self.design_info, what)
+        object.__setattr__(self, "covstruct", make_structure(self.structure, self.k, what))
 
     @property
     def n_coefs(self) -> int:
@@ -50,27 +49,25 @@ class RandomEffectsTerm(TermBlock):
 
     @property
     def n_theta(self) -> int:
-        return self.k * (self.k + 1) // 2
+        return self.covstruct.n_theta
+
+    @property
+    def is_structured(self) -> bool:
+        """True unless the term is lme4's unstructured one (theta = vech(T))."""
+        return self.covstruct.name != "us"
 
     def theta_lower(self) -> np.ndarray:
-        r, c = vech_indices(self.k)
-        return np.where(r == c, 0.0, -np.inf)
+        return self.covstruct.lower()
 
     def theta_start(self) -> np.ndarray:
-        r, c = vech_indices(self.k)
-        return (r == c).astype(float)
+        return self.covstruct.start()
 
     def theta_names(self) -> list[str]:
-        r, c = vech_indices(self.k)
-        g, n = self.group_name, self.coef_names
-        return [f"{g}.{n[i]}" if i == j else f"{g}.{n[i]}.{n[j]}" for i, j in zip(r, c)]
+        return self.covstruct.theta_names(self.group_name, self.coef_names)
 
     def relative_factor(self, theta_i: np.ndarray) -> np.ndarray:
-        """T_i (k x k lower triangular) from theta_i."""
-        T = np.zeros((self.k, self.k))
-        r, c = vech_indices(self.k)
-        T[r, c] = theta_i
-        return T
+        """T_i (k x k lower triangular, T_i T_i' = Sigma_i / sigma^2) from theta_i."""
+        return self.covstruct.factor(theta_i)
 
     def linear_predictor(self, b: np.ndarray) -> np.ndarray:
         """Z_i b_i for b_i of shape (J, k): sum_c M[r, c] * b[codes[r], c]."""

@@ -1,4 +1,10 @@
-"""Variance components (lme4 ``VarCorr``): per term Sigma_i = sigma^2 T_i T_i' (LMM) or T_i T_i' (GLMM)."""
+"""Variance components (lme4 ``VarCorr``): per term Sigma_i = sigma^2 T_i T_i' (LMM) or T_i T_i' (GLMM).
+
+A structured term (:mod:`mixedpy.covstruct`) prints as glmmTMB prints it: cs and homcs list the SDs
+with the one correlation and a note, ``0.502 (cs)``, on the first row; ar1 has one row (the first
+level's name, the common SD, ``0.663 (ar1)``); diag lists the SDs without correlations (as lme4's
+``||`` terms print).  Indexing and ``to_frame`` give the full implied covariance of every term.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,6 +35,7 @@ class VarCorrTerm:
     group: str          # grouping factor name
     coef_names: list[str]
     cov: np.ndarray     # k x k covariance
+    structure: str = "us"   # mixedpy.covstruct name: us (lme4's), diag, cs, homcs, ar1
 
     @property
     def sd(self) -> np.ndarray:
@@ -41,6 +48,27 @@ class VarCorrTerm:
             c = self.cov / np.outer(sd, sd)
         np.fill_diagonal(c, 1.0)
         return c
+
+    @property
+    def rho(self) -> float | None:
+        """The structure's one correlation (cs, homcs: any pair; ar1: neighbouring levels), else None."""
+        if self.structure in ("cs", "homcs", "ar1"):
+            return float(self.corr[1, 0])
+        return None
+
+    def table_rows(self, corr_decimals: int) -> list[tuple[str, float, float, list[str]]]:
+        """(name, SD, variance, correlation cells) per printed row."""
+        sd, var, c = self.sd, np.diag(self.cov), self.corr
+        k = len(self.coef_names)
+        if self.structure == "diag":
+            return [(self.coef_names[i], sd[i], var[i], []) for i in range(k)]
+        if self.structure in ("cs", "homcs", "ar1"):
+            note = [f"{self.rho:.{corr_decimals}f} ({self.structure})"]
+            rows = [(self.coef_names[i], sd[i], var[i], note if i == 0 else [])
+                    for i in range(1 if self.structure == "ar1" else k)]
+            return rows
+        return [(self.coef_names[i], sd[i], var[i], [f"{c[i, j]:.{corr_decimals}f}" for j in range(i)])
+                for i in range(k)]
 
 
 class VarCorr(HtmlPre):

@@ -9,6 +9,12 @@ This module does the same on strings:
 * ``(x || g)``     one uncorrelated term per model term of ``~ x`` (``(1|g) + (0 + x|g)``);
 * ``(1 | a/b)``    nested: ``(1 | a) + (1 | b:a)``, as lme4 names the inner factor;
 * ``(1 | a:b)``    one factor made of the observed combinations of ``a`` and ``b``;
+* ``cs(0 + f | g)``, ``homcs(...)``, ``ar1(...)``, ``diag(x | g)``, ``us(x | g)``: one term with that
+  covariance structure (glmmTMB's and lme4 2.x's syntax; :mod:`mixedpy.covstruct`).  ``us(x | g)`` is
+  ``(x | g)``.  ``diag(x | g)`` is one term whose coefficients are independent: for numeric x the
+  same model as lme4's ``(x || g)``; for a factor it is glmmTMB's and lme4 2.x's diag (every
+  model-matrix column independent), whereas ``(1 + f || g)`` splits into ``(1 | g) + (0 + f | g)``
+  and keeps the factor's columns in one unstructured term (lme4 1.1 and, by default, 2.x);
 * ``offset(expr)`` in the formula is collected as an offset, as in R.
 
 Reference: Bates, Maechler, Bolker & Walker (2015), "Fitting Linear Mixed-Effects
@@ -19,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..covstruct import STRUCTURES
 from ..errors import FormulaError
 from .rterms import expand_terms
 
@@ -33,6 +40,7 @@ class BarTerm:
 
     expr: str
     group: tuple[str, ...]
+    structure: str = "us"   # covariance structure (mixedpy.covstruct): us, diag, cs, homcs, ar1
 
     @property
     def group_name(self) -> str:
@@ -104,20 +112,39 @@ def _strip_outer_parens(text: str) -> str | None:
     return text[1:-1]
 
 
-def _find_bar(inner: str) -> tuple[str, str, bool] | None:
-    """Locate a top-level ``|`` or ``||`` in the inside of a parenthesised term."""
+def top_level_chars(text: str):
+    """(index, character) of the code characters of ``text`` outside any parentheses or brackets."""
     depth = 0
-    for i, ch in _code_chars(inner):
+    for i, ch in _code_chars(text):
         if ch in "([":
             depth += 1
         elif ch in ")]":
             depth -= 1
-        elif ch == "|" and depth == 0:
+        elif depth == 0:
+            yield i, ch
+
+
+def _find_bar(inner: str) -> tuple[str, str, bool] | None:
+    """Locate a top-level ``|`` or ``||`` in the inside of a parenthesised term."""
+    for i, ch in top_level_chars(inner):
+        if ch == "|":
             double = i + 1 < len(inner) and inner[i + 1] == "|"
             lhs = inner[:i].strip()
             rhs = inner[i + (2 if double else 1):].strip()
             return lhs, rhs, double
     return None
+
+
+_STRUCTURED = re.compile(r"^(" + "|".join(STRUCTURES) + r")\s*(\(.*\))$", re.S)
+
+
+def _structured_term(piece: str) -> tuple[str, str] | None:
+    """``cs(0 + f | g)`` -> ("cs", "0 + f | g") when the call's parentheses enclose the rest."""
+    m = _STRUCTURED.match(piece.strip())
+    if m is None:
+        return None
+    inner = _strip_outer_parens(m.group(2))
+    return None if inner is None else (m.group(1), inner)
 
 
 _NAME = re.compile(r"^(?:[^\W\d]|\.)[\w.]*$|^`[^`]+`$")  # an R name (any letters) or a backticked one
@@ -184,8 +211,15 @@ def parse_formula(formula: str) -> ParsedFormula:
             if sign == "-" or fixed or bars:
                 raise FormulaError(f"empty term in formula {formula!r}")
             continue
+        structure = "us"
         inner = _strip_outer_parens(piece)
+        call = _structured_term(piece) if inner is None else None
+        if call is not None:
+            structure, inner = call
         bar = _find_bar(inner) if inner is not None else None
+        if call is not None and bar is None:
+            raise FormulaError(f"{structure}() in {piece!r} needs a random-effects term: "
+                               f"write {structure}(expr | group)")
         if bar is None and "|" in piece:
             raise FormulaError(
                 f"malformed random-effects term {piece!r}: write it as (expr | group) in parentheses")
@@ -195,11 +229,14 @@ def parse_formula(formula: str) -> ParsedFormula:
             term_lhs, group, double = bar
             if not term_lhs:
                 raise FormulaError(f"random-effects term {piece!r} has nothing before '|'")
+            if double and call is not None:
+                raise FormulaError(f"{structure}() in {piece!r} takes a single bar: write {structure}(expr | group)"
+                                   + (" (diag() is already uncorrelated)" if structure == "diag" else ""))
             groups = _expand_group(group, piece)
             exprs = _double_bar_exprs(term_lhs) if double else [term_lhs]
             for g in groups:
                 for e in exprs:
-                    bars.append(BarTerm(expr=e, group=g))
+                    bars.append(BarTerm(expr=e, group=g, structure=structure))
             continue
         if piece.startswith("offset(") and piece.endswith(")") and sign == "+":
             offsets.append(piece[len("offset("):-1])

@@ -238,7 +238,8 @@ def build_design(formula: str, data: pd.DataFrame, weights=None, offset=None,
         terms.append(RandomEffectsTerm(group_name=bar.group_name, group_columns=bar.group, expr=bar.expr,
                                        codes=codes, levels=labels, model_matrix=M,
                                        coef_names=coef_names, design_info=info,
-                                       group_dtypes=tuple(frame[g].dtype for g in bar.group)))
+                                       group_dtypes=tuple(frame[g].dtype for g in bar.group),
+                                       structure=bar.structure))
     terms = order_terms(terms)
     # lme4's lFormula/glFormula order: checkNlevels over the factors, then checkZdims per term
     validation.check_nlevels(terms, n, allow_n_levels)
