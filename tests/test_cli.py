@@ -58,7 +58,7 @@ def test_bayes_flag(capsys):
 @pytest.mark.parametrize("argv,message", [
     (["fit", "Reaction ~ Days + (Days | Nope)", "sleepstudy"], "Nope"),
     (["fit", SLEEP, "no_such_file_or_dataset"], "neither a file nor a bundled dataset"),
-    (["fit", SLEEP, "sleepstudy", "--family", "gamma"], "--family must be"),
+    (["fit", SLEEP, "sleepstudy", "--family", "tweedie"], "--family must be"),
     (["fit", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "cbpp", "--family", "binomial",
       "--ml"], "--ml applies to lmer"),
 ])
@@ -80,3 +80,28 @@ def test_python_dash_m_entry_point():
     assert "Number of obs: 144, groups:  plate, 24; sample, 6" in res.stdout
     bad = subprocess.run([sys.executable, "-m", "mixedpy"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_summary_ddf_flag(capsys):
+    """lmer's summary is lmerTest's (Satterthwaite) unless --ddf asks for another table."""
+    assert main(["fit", SLEEP, "sleepstudy"]) == 0
+    assert capsys.readouterr().out.startswith("Linear mixed model fit by REML. t-tests use Satterthwaite's method")
+    assert main(["fit", SLEEP, "sleepstudy", "--ddf", "Kenward-Roger"]) == 0
+    assert "t-tests use Kenward-Roger's method" in capsys.readouterr().out
+    assert main(["fit", SLEEP, "sleepstudy", "--ddf", "lme4"]) == 0
+    assert capsys.readouterr().out.startswith("Linear mixed model fit by REML ['lmerMod']")
+
+
+@pytest.mark.parametrize("argv, header", [
+    (["--family", "negative_binomial"], " Family: Negative Binomial("),
+    (["--family", "gaussian", "--link", "log"], " Family: gaussian  ( log )"),
+    (["--family", "Gamma", "--link", "log"], " Family: Gamma  ( log )"),
+])
+def test_more_families(capsys, argv, header):
+    """--family reaches glmer.nb and glmer's dispersion families (a GLMM with a log link)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["fit", "I(TICKS + 1) ~ YEAR + (1 | BROOD)", "grouseticks", *argv])
+    out = capsys.readouterr().out
+    assert code == 0 and out.splitlines()[1].startswith(header), out[:300]
