@@ -13,6 +13,15 @@ For each: the whole fit (median of --reps), the number of deviance evaluations, 
 one evaluation of the profiled deviance at theta-hat, next to lme4's (``devFunOnly = TRUE``).
 Targets: fit time at most 0.5 x lme4's on both.
 
+With ``--case slopes_crossed`` (not run by default: lme4 needs a minute or two):
+
+* ``slopes_crossed``: ``y ~ x + (x | b) + (1 | a)``, 200,000 rows (``--rows``), b with rows / 40
+  levels (5,000) crossed with a (800 levels).  b's random slopes come first (a BlkDiag block); the
+  updates from its block column are vector-valued Gram products (mixedpy.linalg.structure.GramPlan),
+  and the objective never forms L[a, b].  Timed against lme4 in the same run as the cases above
+  (one fit each per --reps; ratio printed).  The issue's 2,000,000-row version of this model (b with
+  50,000 levels) is ``--case slopes_crossed --rows 2000000`` (lme4 then takes very long).
+
 Large cases (each fit runs in a fresh process, so that its peak memory is its own; only with --case):
 
 * ``slopes10m``: ``y ~ x + (x | g)``, 10,000,000 rows, 500,000 groups (20 rows each; ``--rows``
@@ -75,7 +84,21 @@ def simulate_nested_outer(seed: int = 1, n_outer: int = 3000, per: int = 5, n: i
     return pd.DataFrame({"y": y, "x": x, "a": [f"a{v}" for v in a], "b": [f"b{v}" for v in b]})
 
 
+def simulate_slopes_crossed(seed: int = 1, n: int = 200_000, Ja: int = 800) -> pd.DataFrame:
+    """Random slopes over b (n / 40 levels) crossed with a random intercept over a (800 levels)."""
+    rng = np.random.default_rng(seed)
+    Jb = max(2, n // 40)
+    b, a = rng.integers(0, Jb, n).astype(np.int32), rng.integers(0, Ja, n).astype(np.int32)
+    x = rng.standard_normal(n)
+    rb = rng.standard_normal((Jb, 2)) * [0.8, 0.4]
+    y = 1 + 0.5 * x + rb[b, 0] + rb[b, 1] * x + 0.5 * rng.standard_normal(Ja)[a] + rng.standard_normal(n)
+    return pd.DataFrame({"y": y, "x": x, "b": pd.Categorical.from_codes(b, [f"b{i}" for i in range(Jb)]),
+                         "a": pd.Categorical.from_codes(a, [f"a{i}" for i in range(Ja)])})
+
+
 SIMULATE = {"nested_slopes": simulate_nested_slopes, "nested_outer": simulate_nested_outer}
+#: cases against lme4 run only when named with --case (lme4 takes minutes): formula, simulator
+LME4_ON_REQUEST = {"slopes_crossed": ("y ~ x + (x | b) + (1 | a)", simulate_slopes_crossed)}
 
 LARGE = {"slopes10m": ("y ~ x + (x | g)", 10_000_000), "crossed1m": ("y ~ x + (1 | a) + (1 | b)", 1_000_000),
          "insteval": ("y ~ service + (1 | s) + (1 | d) + (1 | dept:service)", 73_421)}
@@ -206,25 +229,33 @@ def eval_seconds(problem, theta, reps: int = 20) -> float:
 
 def main(reps: int = 3, cases=None) -> None:
     cases = list(FORMULAS) if not cases else cases
-    small = [c for c in cases if c in FORMULAS]
+    small = [c for c in cases if c in FORMULAS or c in LME4_ON_REQUEST]
     if small:
-        compare_lme4(reps, small)
+        compare_lme4(reps, small, ARGS.rows)
     for case in cases:
         if case in LARGE:
             large_case(case, reps, ARGS.rows)
 
 
-def compare_lme4(reps: int, cases) -> None:
+def compare_lme4(reps: int, cases, rows: int | None = None) -> None:
+    """mixedpy and lme4 (Rscript, same run) on the simulated cases; ``rows`` sizes the cases of
+    :data:`LME4_ON_REQUEST`."""
     print("case                         mixedpy seconds   peer seconds   ratio (mixedpy/peer)")
+    mp.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
-            formula = FORMULAS[case]
-            data = SIMULATE[case]()
+            if case in LME4_ON_REQUEST:
+                formula, sim = LME4_ON_REQUEST[case]
+                data = sim(n=rows) if rows else sim()
+            else:
+                formula, data = FORMULAS[case], SIMULATE[case]()
             data.to_csv(Path(tmp) / f"{case}.csv", index=False)
+            c0 = _cpu()
             t, fit = time_call(lambda: mp.lmer(formula, data), reps=reps)
+            cpu = (_cpu() - c0) / reps
             per = eval_seconds(fit.problem, fit.opt.x)
             r = run_r("time_engine.R", case, tmp, str(reps))
-            extra = f"{fit.opt.n_evals} evals"
+            extra = f"{fit.opt.n_evals} evals, {cpu:.2f} s cpu, {len(data):,} rows"
             if r:
                 extra += f" (lme4 {r['feval']}), REML diff {fit.criterion - r['deviance']:+.1e}"
             row(case, t, "lme4", r and r["seconds"], extra)
@@ -238,7 +269,7 @@ def compare_lme4(reps: int, cases) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="fits per case (median reported)")
-    parser.add_argument("--case", nargs="+", choices=list(FORMULAS) + list(LARGE),
+    parser.add_argument("--case", nargs="+", choices=list(FORMULAS) + list(LME4_ON_REQUEST) + list(LARGE),
                         help="cases to run (default: the lme4 cases)")
     parser.add_argument("--rows", type=int, default=None, help="rows of a large case (default: its own)")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "ENGINE"), help=argparse.SUPPRESS)

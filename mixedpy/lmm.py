@@ -82,9 +82,11 @@ class LMMProblem:
         with the same values (and y + a with bit-identical ones) and it returns the same theta."""
         self.n_evals += 1
         try:
-            # scratch: the factor's work arrays are reused by the next evaluation (only its three
-            # scalars are read here)
-            f = self.cross.factor(self.relative_factors(np.asarray(theta, dtype=float)), scratch=True)
+            # scratch: the factor's work arrays are reused by the next evaluation; solves=False:
+            # only its three scalars are read here, so blocks used only through Gram products
+            # are not formed
+            f = self.cross.factor(self.relative_factors(np.asarray(theta, dtype=float)), scratch=True,
+                                  solves=False)
         except NotPositiveDefinite:
             return np.inf
         return self._criterion(f.ldL2, f.ldRX2, f.pwrss_tilde, reml)

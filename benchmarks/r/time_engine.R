@@ -2,6 +2,7 @@
 # Usage: Rscript time_engine.R CASE CSV_DIR [REPS]
 #   CASE: nested_slopes (y ~ x + h + (h | g1) + (1 | g2) + (1 | g1:g3), CSV nested_slopes.csv)
 #         nested_outer  (y ~ x + (1 | a/b), CSV nested_outer.csv)
+#         slopes_crossed (y ~ x + (x | b) + (1 | a), CSV slopes_crossed.csv)
 # Prints one JSON line: seconds (median of REPS fits), the REML criterion, theta, the number of
 # deviance evaluations and the median seconds of one evaluation of the deviance function at theta-hat.
 suppressMessages({library(lme4); library(jsonlite)})
@@ -12,6 +13,7 @@ reps <- if (length(args) >= 3) as.integer(args[3]) else 3L
 formula <- switch(case,
   nested_slopes = "y ~ x + h + (h | g1) + (1 | g2) + (1 | g1:g3)",
   nested_outer = "y ~ x + (1 | a/b)",
+  slopes_crossed = "y ~ x + (x | b) + (1 | a)",
   stop("unknown case: ", case))
 d <- read.csv(file.path(csvdir, paste0(case, ".csv")), stringsAsFactors = FALSE)
 for (v in intersect(c("g1", "g2", "g3", "a", "b"), names(d))) d[[v]] <- as.character(d[[v]])

@@ -16,12 +16,13 @@ plans (:mod:`mixedpy.linalg.structure`) for every walker, and the left-looking b
   batched LAPACK call otherwise;
 * Sparse blocks (fixed pattern), (nnz, W, k_i, k_j): the structure's scatter plans are applied to
   all walkers at once (one sparse indicator matrix times a (pairs, W k_i k_j) array);
-* updates from a scalar first term (k_1 = 1, the common case: the term with most levels is an
-  intercept) are Gram products: with d = t_1^2 / diag(Lambda_1'Z_1'WZ_1 Lambda_1 + I), the update
-  L_i1 L_j1' is Lambda_i' (G_ij d) Lambda_j for a sparse G_ij fixed for the model (the structure's
-  ``GramPlan`` for scalar terms; built here for vector-valued terms and the [X | y] row), so all
-  walkers cost one sparse product with the (J_1, W) matrix d, and the log density never forms
-  L_i1 at all when each of its uses is such a product;
+* updates from the first term (whose diagonal block has no fill) are Gram products: with
+  M_l = T_1 (F_l F_l')^{-1} T_1' per level (d = t_1^2 / diag(Lambda_1'Z_1'WZ_1 Lambda_1 + I) for a
+  scalar first term), the update L_i1 L_j1' is Lambda_i' (G_ij m) Lambda_j for a sparse G_ij fixed
+  for the model (the structure's ``GramPlan``, numeric G from ``CrossProducts._gram_matrix``;
+  the [X | y] row's as (A_F1 M) A_j1', ``blocked.weighted_rows``), so all walkers cost one sparse
+  product with the (J_1 m, W) matrix of weights, and the log density never forms L_i1 at all
+  when each of its uses is such a product;
 * Dense blocks, (W, rows, cols): batched products, and one LAPACK factor per walker for large
   diagonal blocks (``dpotrf`` in place; numpy's stacked Cholesky copies twice and cannot say which
   walker failed) or a stacked numpy factor for small ones.  A large dense remainder (crossed
@@ -49,7 +50,7 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from ..threads import block_threads
-from .blocked import CrossProducts
+from .blocked import CrossProducts, gram_only_terms, gram_weights, weighted_rows
 from .structure import DENSE, SPARSE
 
 #: bytes of factor storage per chunk of walkers
@@ -275,14 +276,9 @@ class BatchedKernel:
         self.st = cp.structure
         self._ind = {}
         self._walker_bytes = None
-        T = cp.T
-        covered = lambda i, j: (i, j, 0) in getattr(self.st, "grams", {}) or self._column_gram((i, j, 0)) is not None
         #: terms i whose block L_i1 only enters updates with a Gram matrix: the log density never
         #: needs its values (the solves of the conditional draws do)
-        self._gram_only = {i for i in range(1, T)
-                           if all(covered(i, j) for j in range(1, i + 1))
-                           and all(covered(m, i) for m in range(i + 1, T))
-                           and self._fixed_gram(i, 0) is not None}
+        self._gram_only = gram_only_terms(self.st)
 
     # ----- sizes ------------------------------------------------------------------------------
     def walker_bytes(self) -> int:
@@ -334,14 +330,17 @@ class BatchedKernel:
         return targets, (S @ contrib.reshape(contrib.shape[0], -1)).reshape((targets.size,) + contrib.shape[1:])
 
     def _gram(self, key) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray | None]:
-        """(targets, G restricted to its nonempty rows, levels standing for G's columns or None) of
-        the structure's Gram plan ``key``, from :meth:`CrossProducts._gram_matrix` (which merges the
-        columns of levels with equal weights)."""
+        """(targets, G restricted to the rows of its nonempty target blocks, levels standing for G's
+        columns or None) of the structure's Gram plan ``key``, from :meth:`CrossProducts._gram_matrix`
+        (which merges the columns of levels with equal weights)."""
         got = self._ind.get(("gram",) + key)
         if got is None:
             G, rep = self.cp._gram_matrix(key)
-            targets = np.flatnonzero(np.diff(G.indptr))
-            got = self._ind[("gram",) + key] = (targets, G[targets], rep)
+            i, j, _ = key
+            K = self.st.k[i] * self.st.k[j]
+            targets = np.flatnonzero(np.diff(self.st.grams[key].indptr))
+            rows = (targets[:, None] * K + np.arange(K)[None, :]).reshape(-1)
+            got = self._ind[("gram",) + key] = (targets, G[rows], rep)
         return got
 
     def sparse_times(self, i: int, j: int, V: np.ndarray, D: np.ndarray, trans: bool = False) -> np.ndarray:
@@ -396,7 +395,6 @@ class BatchedKernel:
         W = T_list[0].shape[0]
         p1 = cp.p + 1
         ok = np.ones(W, bool)
-        self._t = [Tj[:, 0, 0] if Tj.shape[1] == 1 else None for Tj in T_list]
         self._T = T_list
         L = {}
         # 1. L_ij = Lambda_i' A_ij Lambda_j (+ I on the diagonal)
@@ -443,8 +441,10 @@ class BatchedKernel:
                 else:
                     fac[j], inv[j], logdet = _small_cholesky(L[j, j], ok)
                     ldL2 += logdet
-                    if j == 0 and st.k[0] == 1:
-                        self._gram_d = (inv[0][:, :, 0, 0] * self._t[0][None, :]) ** 2   # (J_1, W)
+                    if j == 0:
+                        # the Gram weights (blocked.gram_weights) per level and walker: (J_1 m, W)
+                        m = gram_weights(np.moveaxis(T_list[0], 0, -1), np.moveaxis(inv[0], (0, 1), (2, 3)))
+                        self._gram_d = np.moveaxis(m, 0, 1).reshape(-1, W)
                 for i in range(j + 1, T + 1):
                     for kk in range(j):
                         self._update(L, i, j, kk)
@@ -479,10 +479,6 @@ class BatchedKernel:
         if i == self.cp.T and j < i and self._fixed_gram(j, kk) is not None:
             self._fixed_gram_update(target, j)
             return
-        gram = self._column_gram(key) if i < self.cp.T else None
-        if gram is not None:
-            self._column_gram_update(target, key, tt, gram)
-            return
         if ta == SPARSE and tb == SPARSE:
             plan = st.plans.get(key)
             if plan is None:
@@ -514,54 +510,15 @@ class BatchedKernel:
             target -= A_ @ np.swapaxes(B_, 1, 2)
 
     def _gram_update(self, target, key, tt):
-        """target -= t_i t_j G d with the structure's Gram plan (scalar terms, diagonal first block:
-        :class:`~mixedpy.linalg.structure.GramPlan`), d = (t_1 / l_1)^2 per level and walker: one
-        sparse product for all walkers."""
+        """target -= T_i' (G m) T_j with the structure's Gram plan (first column Diagonal or BlkDiag:
+        :class:`~mixedpy.linalg.structure.GramPlan`), m the weights of each level and walker: one
+        sparse product for all walkers and a small sandwich per target block."""
         i, j, _ = key
         targets, G, rep = self._gram(key)
-        upd = G @ (self._gram_d if rep is None else self._gram_d[rep])  # (targets, W)
-        upd *= (self._t[i] * self._t[j])[None, :]
-        self._subtract(target, i, j, tt, targets, upd[:, :, None, None])
-
-    # ----- Gram matrices of the updates from a scalar first column -------------------------------------
-    # With a scalar first term (k_1 = 1), whose diagonal block is Diagonal, L_i1 = Lambda_i' A_i1 t_1
-    # D^{-1/2} with D = diag(1 + t_1^2 Z_1'WZ_1), so every update from the first column is
-    #     L_i1 L_j1' = Lambda_i' (A_i1 diag(d) A_j1') Lambda_j,   d = t_1^2 / diag(D),
-    # and A_i1 diag(d) A_j1' = G d for a sparse G (one row per target entry, one column per level of
-    # the first term) fixed for the model: G holds the products of the pairs of A's entries in the
-    # same column.  Each theta then costs one sparse product with the (J_1, W) matrix d and a small
-    # sandwich per target block, instead of gathering and multiplying every pair for every walker
-    # (the structure's GramPlan does this for scalar terms; here also for vector-valued ones and
-    # for the [X | y] row).
-
-    def _column_gram(self, key) -> tuple[np.ndarray, sp.csr_matrix] | None:
-        """(targets, G) of the planned update ``key`` = (i, j, 0) of sparse blocks from a scalar first
-        column; G's rows are (target, a, b) for the k_i x k_j entries of each target block."""
-        st = self.st
-        i, j, kk = key
-        if kk != 0 or st.k[0] != 1 or key not in st.plans:
-            return None
-        got = self._ind.get(("column-gram",) + key)
-        if got is None:
-            ia, ib, it = st.plans[key]
-            if ia is None:
-                ia = ib = np.arange(st.patterns[i, 0].nnz)
-            ki, kj = st.k[i], st.k[j]
-            targets, row = np.unique(np.asarray(it, dtype=np.int64), return_inverse=True)
-            vals = self.cp.A[i, 0][ia, :, 0][:, :, None] * self.cp.A[j, 0][ib, :, 0][:, None, :]
-            rows = (row.reshape(-1, 1, 1) * ki + np.arange(ki)[None, :, None]) * kj + np.arange(kj)[None, None, :]
-            cols = np.broadcast_to(st.patterns[i, 0].cols[ia][:, None, None], vals.shape)
-            G = sp.csr_matrix((vals.ravel(), (rows.ravel(), cols.ravel())),
-                              shape=(targets.size * ki * kj, st.J[0]))
-            got = self._ind[("column-gram",) + key] = (targets, G)
-        return got
-
-    def _column_gram_update(self, target, key, tt, gram):
-        i, j, _ = key
-        targets, G = gram
         st, W = self.st, self._gram_d.shape[1]
         ki, kj = st.k[i], st.k[j]
-        U = np.moveaxis((G @ self._gram_d).reshape(targets.size, ki, kj, W), 3, 1)   # (targets, W, ki, kj)
+        U = G @ (self._gram_d if rep is None else self._gram_d[rep])            # (targets ki kj, W)
+        U = np.moveaxis(U.reshape(targets.size, ki, kj, W), 3, 1)              # (targets, W, ki, kj)
         Ti, Tj = self._T[i], self._T[j]
         if ki == 1 and kj == 1:
             U = U * (Ti[:, 0, 0] * Tj[:, 0, 0])[None, :, None, None]
@@ -569,31 +526,30 @@ class BatchedKernel:
             U = np.swapaxes(Ti, 1, 2)[None] @ U @ Tj[None]
         self._subtract(target, i, j, tt, targets, U)
 
+    # ----- Gram matrices of the updates from the first column ----------------------------------------
+    # The first diagonal block has no fill, so with M_l = T_1 (F_l F_l')^{-1} T_1' per level every
+    # update from the first column is  L_i1 L_j1' = Lambda_i' (A_i1 M A_j1') Lambda_j,  and the
+    # bracket is G m for a sparse G fixed for the model (the structure's GramPlan and
+    # CrossProducts._gram_matrix): each theta costs one sparse product with the (J_1 m, W) matrix of
+    # the walkers' weights and a small sandwich per target block, instead of gathering and
+    # multiplying every pair for every walker.  The [X | y] row is done the same way (_fixed_gram).
+
     def _fixed_gram(self, j: int, kk: int) -> sp.csr_matrix | None:
-        """G of the [X | y] row's update from a scalar first column (see above), rows (f, r, a) for
-        column f of [X | y], level r and coefficient a of term j; None when it does not apply."""
-        st = self.st
-        if kk != 0 or st.k[0] != 1 or st.types[j, 0] != SPARSE:
+        """A_j1 (blocked.CrossProducts.a_operator) for the [X | y] row's update from the first
+        column, L_F1 L_j1' = (A_F1 M) A_j1' Lambda_j; None when L_j1 is not Sparse."""
+        if kk != 0 or self.st.types[j, 0] != SPARSE:
             return None
-        key = ("fixed-gram", j)
-        G = self._ind.get(key)
-        if G is None:
-            pat, AF, Aj = st.patterns[j, 0], self.cp.A[self.cp.T, 0], self.cp.A[j, 0][:, :, 0]
-            p1, kj = AF.shape[0], st.k[j]
-            vals = AF[:, pat.cols][:, :, None] * Aj[None, :, :]                   # (p1, nnz, kj)
-            rows = ((np.arange(p1)[:, None, None] * st.J[j] + pat.rows[None, :, None]) * kj
-                    + np.arange(kj)[None, None, :])
-            cols = np.broadcast_to(pat.cols[None, :, None], vals.shape)
-            G = self._ind[key] = sp.csr_matrix((vals.ravel(), (rows.ravel(), cols.ravel())),
-                                               shape=(p1 * st.J[j] * kj, st.J[0]))
-        return G
+        return self.cp.a_operator(j)
 
     def _fixed_gram_update(self, target, j: int):
-        """L_Fj -= (G d) Lambda_j (see :meth:`_fixed_gram`); target (W, p+1, J_j k_j)."""
+        """L_Fj -= (A_F1 M) A_j1' Lambda_j for every walker (blocked.weighted_rows); target
+        (W, p+1, J_j k_j)."""
         W = target.shape[0]
-        kj = self.st.k[j]
-        U = (self._fixed_gram(j, 0) @ self._gram_d).reshape(-1, kj, W)        # ((p+1) J_j, k_j, W)
-        U = np.moveaxis(U, 2, 0)                                              # (W, (p+1) J_j, k_j)
+        st, AF = self.st, self.cp.A[self.cp.T, 0]
+        p1, kj = AF.shape[0], st.k[j]
+        V = weighted_rows(AF.reshape(p1, st.J[0], st.k[0]), self._gram_d)    # (W, p+1, J_1, k_1)
+        U = (self._fixed_gram(j, 0) @ V.reshape(W * p1, -1).T).T                # (W (p+1), q_j)
+        U = U.reshape(W, -1, kj)                                                # (W, (p+1) J_j, k_j)
         Tj = self._T[j]
         U = U * Tj[:, 0, 0][:, None, None] if kj == 1 else U @ Tj
         target -= U.reshape(target.shape)

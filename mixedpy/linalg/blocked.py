@@ -48,6 +48,7 @@ import scipy.sparse as sp
 from ..threads import block_threads
 from .response import ResponseScaling
 from .cholmod import CholmodFactor
+from . import structure as _structure
 from .structure import BLKDIAG, CHOLMOD, CHOLMOD_MIN_ORDER, DENSE, DIAGONAL, SPARSE, BlockStructure
 
 
@@ -262,6 +263,135 @@ def _sandwich_levels(P: np.ndarray, T: np.ndarray, work=_fresh) -> np.ndarray:
     return np.moveaxis(D, -1, 0)
 
 
+def gram_weights(T: np.ndarray, Finv: np.ndarray) -> np.ndarray:
+    """The distinct entries of M_l = T (F_l F_l')^{-1} T' = R R', R = T F_l^{-T}, for every level
+    (the weights of the first column's Gram plans, structure.GramPlan), as (k(k+1)/2, ...) in
+    :func:`_sym_pairs` order.
+
+    ``T`` (k, k, ...) is the first term's lower-triangular relative factor and ``Finv`` (k, k, ...)
+    the inverses of the lower Cholesky factors F_l of T' A_l T + I, component-major (the trailing
+    axes broadcast: levels, and walkers in the batched kernel).  k^3 vector operations; for k = 1
+    the weight is (t / f_l)^2 = t^2 / (1 + t^2 a_l)."""
+    k = T.shape[0]
+    # R[a][c] = sum_b T[a, b] Finv[c, b], b <= min(a, c) (both lower triangular)
+    R = [[sum(T[a, b] * Finv[c, b] for b in range(min(a, c) + 1)) for c in range(k)] for a in range(k)]
+    r, c = _sym_pairs(k)
+    return np.stack([sum(R[a][e] * R[b][e] for e in range(k)) for a, b in zip(r, c)])
+
+
+def _pair_coefficients(Xa, Xb, ki: int, kj: int, k1: int, out: np.ndarray) -> None:
+    """Gram coefficients of n pairs of blocks into ``out`` (n, k_i k_j, m): entry (r k_j + s, c) is
+    the coefficient of the c-th distinct entry (a, b) of a symmetric k_1 x k_1 M (:func:`_sym_pairs`
+    order) in (Xa M Xb')_rs, i.e.  Xa_ra Xb_sb (+ Xa_rb Xb_sa when a != b).  ``Xa(r, a)`` and
+    ``Xb(s, b)`` give the pairs' entries as vectors (n,) (gathered per entry: one-dimensional
+    gathers are several times faster than gathers of (n, k, k) blocks)."""
+    comp_a, comp_b = _sym_pairs(k1)
+    xa = [[Xa(r, a) for a in range(k1)] for r in range(ki)]
+    xb = [[Xb(s_, b) for b in range(k1)] for s_ in range(kj)]
+    tmp = None
+    for r in range(ki):
+        for s_ in range(kj):
+            for c, (a, b) in enumerate(zip(comp_a, comp_b)):
+                dst = out[:, r * kj + s_, c]
+                np.multiply(xa[r][a], xb[s_][b], out=dst)
+                if a != b:
+                    tmp = np.multiply(xa[r][b], xb[s_][a], out=tmp)
+                    dst += tmp
+
+
+def _block_rows_csr(indptr: np.ndarray, n_cols: int, K: int, m: int, values) -> sp.csr_matrix:
+    """A CSR matrix with K rows per block row and m columns per level, built straight into its
+    storage in chunks (no COO copy: a Gram matrix can have 10^8 entries).
+
+    Block row t holds the items indptr[t]:indptr[t+1]; ``values(s0, s1, out)`` writes the
+    coefficients of items s0:s1 into ``out`` (n, K, m) and returns their column levels (n,): item n
+    puts its (rs, c) coefficient in row t K + rs, column level m + c.  Row (t, rs) lists its items
+    in order."""
+    nitems = int(indptr[-1])
+    nnz = nitems * K * m
+    small = nnz < 2 ** 31 - 1 and n_cols * m < 2 ** 31 - 1
+    data = np.empty(nnz)
+    indices = np.empty(nnz, dtype=np.int32 if small else np.int64)
+    base = np.asarray(indptr, dtype=np.int64)
+    cnt = np.diff(base)
+    # row (t, rs) starts at (base_t K + rs cnt_t) m
+    rows = np.empty(cnt.size * K + 1, dtype=np.int64)
+    rows[:-1] = ((base[:-1, None] * K + np.arange(K)[None, :] * cnt[:, None]) * m).reshape(-1)
+    rows[-1] = nnz
+    step = max(1, _structure.GRAM_CHUNK)
+    comp = np.arange(m, dtype=indices.dtype)
+    for s0 in range(0, nitems, step):
+        s1 = min(nitems, s0 + step)
+        if K == 1:                   # row t holds items in order: one contiguous slice
+            levels = values(s0, s1, data[s0 * m:s1 * m].reshape(s1 - s0, 1, m))
+            out = indices[s0 * m:s1 * m].reshape(s1 - s0, m)
+            np.multiply(np.asarray(levels, dtype=indices.dtype)[:, None], m, out=out)
+            out += comp
+            continue
+        vals = np.empty((s1 - s0, K, m))
+        levels = values(s0, s1, vals)
+        cols = np.asarray(levels, dtype=np.int64)[:, None] * m + np.arange(m)[None, :]
+        item = np.arange(s0, s1)
+        t = np.searchsorted(base, item, side="right") - 1
+        start = base[t] * K + (item - base[t])
+        pos = ((start[:, None] + np.arange(K)[None, :] * cnt[t][:, None])[:, :, None] * m
+               + np.arange(m)[None, None, :]).reshape(-1)
+        data[pos] = vals.reshape(-1)
+        indices[pos] = np.broadcast_to(cols[:, None, :], (s1 - s0, K, m)).reshape(-1)
+    return sp.csr_matrix((data, indices, rows.astype(indices.dtype) if small else rows),
+                         shape=(cnt.size * K, n_cols * m))
+
+
+def _gram_values(st: BlockStructure, key, A: dict) -> sp.csr_matrix:
+    """The numeric Gram matrix of plan ``key`` = (i, j, 0) from the cross-products A (rows and
+    columns: :meth:`CrossProducts._gram_matrix`)."""
+    g = st.grams[key]
+    i, j, _ = key
+    Ai, Aj = A[i, 0], A[j, 0]                       # (nnz_i, k_i, k_1), (nnz_j, k_j, k_1)
+    ki, kj, k1 = st.k[i], st.k[j], st.k[0]
+    cols = st.patterns[i, 0].cols
+
+    def values(s0, s1, out):
+        ia, ib = g.ia[s0:s1], g.ib[s0:s1]
+        _pair_coefficients(lambda r, a: Ai[:, r, a][ia], lambda s_, b: Aj[:, s_, b][ib], ki, kj, k1, out)
+        return cols[ia]
+
+    return _block_rows_csr(g.indptr, g.n_cols, ki * kj, k1 * (k1 + 1) // 2, values)
+
+
+def weighted_rows(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """X M level by level: X (R, J, k) rows over the first term's coefficients, w (J m, ...) the
+    Gram weights (the distinct entries of the symmetric M_l, :func:`gram_weights`, trailing axes
+    e.g. walkers).  Returns (..., R, J, k).
+
+    The [X | y] row's update from the first column is  L_F1 L_j1' = (A_F1 M) A_j1' Lambda_j:  with
+    V = A_F1 M formed this way (p+1 rows, k^2 vector operations) it is one product of the fixed
+    sparse A_j1 with V' -- memory of the size of A_j1, not of a Gram matrix."""
+    J, k = X.shape[1], X.shape[2]
+    m = k * (k + 1) // 2
+    Wt = w.reshape((J, m) + w.shape[1:])
+    comp = {}
+    for c, (a, b) in enumerate(zip(*_sym_pairs(k))):
+        comp[a, b] = comp[b, a] = np.moveaxis(Wt[:, c], 0, -1)[..., None, :]     # (..., 1, J)
+    out = np.empty(w.shape[1:] + X.shape)
+    for b in range(k):
+        acc = X[:, :, 0] * comp[0, b]
+        for a in range(1, k):
+            acc = acc + X[:, :, a] * comp[a, b]
+        out[..., b] = acc
+    return out
+
+
+def gram_only_terms(st: BlockStructure) -> set:
+    """Terms i (0-based, i >= 1) whose first-column block L_i1 enters every update as a Gram
+    product: ``grams`` holds (i, j, 0) and (m, i, 0) for every term 1 <= j <= i < m (the [X | y]
+    row's update from it is then (A_F1 M) A_i1' Lambda_i, :func:`weighted_rows`).  An objective
+    that reads only the log-determinants and pwrss never needs L_i1's values."""
+    T, grams = st.n_terms, st.grams
+    return {i for i in range(1, T)
+            if all((i, j, 0) in grams for j in range(1, i + 1)) and all((m, i, 0) in grams for m in range(i + 1, T))}
+
+
 class CrossProducts:
     """Weighted cross-products of ``[Z_1 | ... | Z_T | X | y]`` in blocks, formed once per weights.
 
@@ -469,18 +599,21 @@ class CrossProducts:
         vals = data.reshape(-1) if perm is None else data.reshape(-1)[perm]
         return sp.csr_matrix((vals, indices, indptr), shape=shape)
 
-    def factor(self, T_list: list[np.ndarray], scratch: bool = False) -> "BlockedFactor":
+    def factor(self, T_list: list[np.ndarray], scratch: bool = False, solves: bool = True) -> "BlockedFactor":
         """Cholesky factor of the augmented system for relative factors ``T_list`` (one per term).
 
         ``scratch``: the block-diagonal factors and the scaled first blocks go into work arrays
         kept by these cross-products and reused by the next ``scratch`` call, which overwrites the
         returned factor.  For an objective that reads only ``ldL2``, ``ldRX2`` and ``pwrss`` before
         the next call: with 500,000 levels a fresh array costs more in page faults than in
-        arithmetic."""
+        arithmetic.  ``solves=False``: only those three are wanted; the first-column blocks of the
+        terms whose every use is a Gram product (:func:`gram_only_terms`) are then not formed
+        (they are None in the factor, which cannot solve)."""
         st, T, A = self.structure, self.T, self.A
         types = st.types
         L = {}
         self._scratch = scratch
+        skip = set() if solves else self._gram_only()
         # 1. L_ij = Lambda_i' A_ij Lambda_j (+ I on the diagonal)
         for j in range(T):
             Tj = T_list[j]
@@ -495,6 +628,9 @@ class CrossProducts:
             # a Dense diagonal block is laid out when its column is reached (_dense_diagonal)
             L[j, j] = D
             for i in range(j + 1, T):
+                if j == 0 and i in skip:
+                    L[i, j] = None
+                    continue
                 L[i, j] = self._scale(A[i, j], T_list[i], Tj, types[i, j], st.J[i], st.J[j],
                                       functools.partial(self._work, (i, j)))
             if kj == 1:
@@ -524,9 +660,9 @@ class CrossProducts:
                 if j < T and _is_blockdiag(types[j, j]):
                     fac[j], inv[j] = _batch_cholesky(L[j, j], functools.partial(self._work, j))
                     if j == 0 and st.grams:
-                        # the Gram plans' weights: t_1^2 / diag(D) (structure.GramPlan)
-                        t0 = T_list[0][0, 0]
-                        self._gram_weights = (inv[0][:, 0, 0] * t0) ** 2
+                        # the Gram plans' weights: the entries of M_l = T_1 (F_l F_l')^{-1} T_1'
+                        # (structure.GramPlan), t_1^2 / diag(D) for a scalar first term
+                        self._gram_weights = gram_weights(T_list[0], np.moveaxis(inv[0], 0, -1)).T.reshape(-1)
                 elif j < T and types[j, j] == CHOLMOD:
                     fac[j] = st.cholmod[j].factor(L[j, j], shared=scratch)
                 else:
@@ -534,7 +670,8 @@ class CrossProducts:
                 for i in range(j + 1, T + 1):
                     for kk in range(j):
                         self._update_off(L, i, j, kk)
-                    self._rdiv(L, i, j, fac[j], inv.get(j))
+                    if L[i, j] is not None:
+                        self._rdiv(L, i, j, fac[j], inv.get(j))
         ops, self._ops = self._ops, {}
         return BlockedFactor(self, T_list, L, fac, inv, ops)
 
@@ -567,16 +704,20 @@ class CrossProducts:
         """Lay out Dense diagonal block j from its block-diagonal part L[j, j] (J, k, k); returns the
         first block column whose update is still to come.
 
-        With a Gram plan from the first column, the block starts as the (new) array -t_j^2 G d and
-        the diagonal is added to it: no zero fill and no separate subtraction pass."""
+        With a Gram plan from the first column, the block starts as the (new) array of its update
+        (-t_j^2 G d for scalar terms) and the diagonal is added to it: no zero fill and no separate
+        subtraction pass."""
         D = L[j, j]
         n = self.widths[j]
-        if (j, j, 0) in self.structure.grams and D.shape[1] == 1:
-            full = self._gram_product((j, j, 0)).reshape(n, n)
-            full.reshape(-1)[::n + 1] += D.reshape(-1)
+        r, c = self._bd_index[j]
+        if (j, j, 0) in self.structure.grams:
+            full = self._gram_product((j, j, 0))
+            if D.shape[1] == 1:
+                full.reshape(-1)[::n + 1] += D.reshape(-1)
+            else:
+                full[r, c] += D
             L[j, j] = full
             return 1
-        r, c = self._bd_index[j]
         full = np.zeros((n, n))
         full[r, c] = D
         L[j, j] = full
@@ -586,7 +727,7 @@ class CrossProducts:
         """Lay out Cholmod diagonal block j on its lower-triangle pattern: -t_j^2 G d from the Gram
         plan of the first column (the only update a Cholmod block has, structure._use_cholmod) plus
         the diagonal D; returns the first block column still to come."""
-        vals = self._gram_product((j, j, 0))
+        vals = self._gram_product((j, j, 0)).reshape(-1)
         vals[self.structure.cholmod[j].diag_pos] += L[j, j].reshape(-1)
         L[j, j] = vals
         return j
@@ -606,41 +747,73 @@ class CrossProducts:
         cross-products (lazily: :meth:`from_sums` builds A elsewhere), and the levels standing for
         its columns.
 
-        The weight of column c, t_1^2 / (1 + t_1^2 a_c) with a_c = (Z_1'WZ_1)_cc, depends on a_c
-        alone, so the columns of levels with equal a_c (without weights: equal counts; InstEval's
-        2,972 students have 86) are summed once here and G shrinks (by a third on InstEval).  The
-        second value picks one level per merged column (None when nothing merged)."""
+        Row (t, r, s) of G is entry (r, s) of target block t; column (l, c) the c-th distinct entry
+        (a, b), a >= b (:func:`_sym_pairs` order), of the first term's weight M_l, with coefficient
+        A_i1[ia]_ra A_j1[ib]_sb (+ A_i1[ia]_rb A_j1[ib]_sa when a != b) per pair (ia, ib) of the plan.
+
+        For a scalar first term the weight of column c, t_1^2 / (1 + t_1^2 a_c) with
+        a_c = (Z_1'WZ_1)_cc, depends on a_c alone, so the columns of levels with equal a_c (without
+        weights: equal counts; InstEval's 2,972 students have 86) are summed once here and G shrinks
+        (by a third on InstEval).  The second value picks one level per merged column (None when
+        nothing merged)."""
         cache = self.__dict__.setdefault("_gram_cache", {})
         out = cache.get(key)
         if out is None:
-            g = self.structure.grams[key]
-            i, j, kk = key
-            vals = self.A[i, kk].reshape(-1)[g.ia]
-            vals *= self.A[j, kk].reshape(-1)[g.ib]
-            G = sp.csr_matrix((vals, g.indices, g.indptr), shape=(g.n_rows, g.n_cols))
-            a = self.A[kk, kk].reshape(-1)
-            values, rep, group = np.unique(a, return_index=True, return_inverse=True)
-            merged = None
-            if values.size <= a.size // 2 and G.nnz <= GRAM_MERGE_LIMIT:
-                P = sp.csr_matrix((np.ones(a.size), (np.arange(a.size), group.reshape(-1))),
-                                  shape=(a.size, values.size))
-                merged = (G @ P).tocsr()
-            if merged is not None and merged.nnz < 0.9 * G.nnz:
-                G = merged
-            else:
-                rep = None
+            G = _gram_values(self.structure, key, self.A)
+            rep = None
+            if self.structure.k[0] == 1:
+                a = self.A[0, 0].reshape(-1)
+                values, rep, group = np.unique(a, return_index=True, return_inverse=True)
+                merged = None
+                if values.size <= a.size // 2 and G.nnz <= GRAM_MERGE_LIMIT:
+                    P = sp.csr_matrix((np.ones(a.size), (np.arange(a.size), group.reshape(-1))),
+                                      shape=(a.size, values.size))
+                    merged = (G @ P).tocsr()
+                if merged is not None and merged.nnz < 0.9 * G.nnz:
+                    G = merged
+                else:
+                    rep = None
             out = cache[key] = (G, rep)
         return out
 
     def _gram_product(self, key) -> np.ndarray:
-        """-t_i t_j G d, the update of a Gram plan (see GramPlan), as a new flat array."""
+        """-T_i' (G m) T_j, the update of a Gram plan (see GramPlan), as a new array in the storage
+        of the target: (q_i, q_j) for a Dense block, (blocks, k_i, k_j) otherwise."""
+        st = self.structure
         i, j, _ = key
         G, rep = self._gram_matrix(key)
         w = self._gram_weights if rep is None else self._gram_weights[rep]
-        return G @ (w * -(self._T_list[i][0, 0] * self._T_list[j][0, 0]))
+        Ti, Tj = self._T_list[i], self._T_list[j]
+        ki, kj = Ti.shape[0], Tj.shape[0]
+        if ki == 1 and kj == 1:
+            U = G @ (w * -(Ti[0, 0] * Tj[0, 0]))
+        else:
+            U = _small_sandwich(Ti, (G @ w).reshape(-1, ki, kj), Tj)
+            np.negative(U, out=U)
+        if st.types[i, j] != DENSE:
+            return U.reshape(-1, ki, kj)
+        Ji, Jj = st.J[i], st.J[j]
+        if ki == 1 and kj == 1:
+            return U.reshape(Ji, Jj)
+        return U.reshape(Ji, Jj, ki, kj).transpose(0, 2, 1, 3).reshape(Ji * ki, Jj * kj)
+
+    def _gram_only(self) -> set:
+        """:func:`gram_only_terms` of this structure (cached)."""
+        got = self.__dict__.get("_gram_only_terms")
+        if got is None:
+            got = self._gram_only_terms = gram_only_terms(self.structure)
+        return got
+
+    def a_operator(self, j: int) -> sp.csr_matrix:
+        """A_j1 = Z_j'WZ_1 (Sparse block (j, 1) of the cross-products) as scipy CSR, formed once."""
+        cache = self.__dict__.setdefault("_gram_cache", {})
+        S = cache.get(("A", j))
+        if S is None:
+            S = cache["A", j] = self.sparse_block(j, 0, self.A[j, 0])
+        return S
 
     def _gram_update(self, target, key) -> bool:
-        """target -= t_i t_j G d (a Gram plan's update); False when the update has no Gram plan."""
+        """target -= T_i' (G m) T_j (a Gram plan's update); False when the update has no Gram plan."""
         if key not in self.structure.grams:
             return False
         np.add(target, self._gram_product(key).reshape(target.shape), out=target)
@@ -688,6 +861,15 @@ class CrossProducts:
         """L_ij -= L_ik L_jk'."""
         st = self.structure
         if self._gram_update(L[i, j], (i, j, kk)):
+            return
+        if i == self.T and kk == 0 and j in self._gram_only():
+            # the [X | y] row: L_Fj -= (A_F1 M) A_j1' Lambda_j (weighted_rows); L_j1 is not formed
+            AF = self.A[i, 0]
+            V = weighted_rows(AF.reshape(AF.shape[0], st.J[0], st.k[0]), self._gram_weights)
+            U = (self.a_operator(j) @ V.reshape(AF.shape).T).T          # (p+1, q_j)
+            Tj = self._T_list[j]
+            U = U * Tj[0, 0] if Tj.shape[0] == 1 else U.reshape(-1, Tj.shape[0]) @ Tj
+            L[i, j] -= U.reshape(L[i, j].shape)
             return
         ti = st.types[i, j]
         ta, tb = st.types[i, kk], st.types[j, kk]

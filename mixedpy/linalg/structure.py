@@ -25,9 +25,11 @@ The pattern of block (i, j) of L is the pattern of Z_i'Z_j plus the fill
   (nnz_blocks, k_i, k_j) array) when less than :data:`SPARSE_DENSITY` of its blocks can be nonzero
   and it is not small, else ``Dense``.  The fixed-effects row is always ``Dense``.
 
-An update from the first block column between scalar terms (crossed or nested random intercepts:
-InstEval, two large crossed factors) is a product of a fixed sparse "Gram" matrix with one vector
-of weights per theta (:class:`GramPlan`, ``grams``).  Other Schur-complement updates into a
+An update from the first block column (crossed or nested random intercepts: InstEval, two large
+crossed factors; a random-slope first term crossed with an intercept, ``(x | b) + (1 | a)``) is a
+product of a fixed sparse "Gram" matrix with one vector of weights per theta (:class:`GramPlan`,
+``grams``): the weights are the entries of the first term's k_1 x k_1 per-level matrices.  Other
+Schur-complement updates into a
 ``Sparse`` block or a ``Diagonal``/``BlkDiag`` block are fixed-pattern scatters whose index lists
 (``plans``) are computed here; so are sparse x sparse' updates into a
 ``Dense`` block (only its lower triangle when it is a diagonal block) up to
@@ -84,6 +86,9 @@ DENSE_PLAN_LIMIT = 20_000_000
 GRAM_PAIR_LIMIT = 40_000_000
 #: ... from chunks of about this many pairs
 GRAM_CHUNK = 2_000_000
+#: a Gram plan's matrix has at most this many entries (12 bytes each): pairs times k_i k_j times the
+#: k_1 (k_1 + 1) / 2 distinct entries of the first term's per-level weight (1 for scalar terms)
+GRAM_ENTRY_LIMIT = 160_000_000
 
 FULL = "full"  # pattern marker: every level pair may be nonzero
 
@@ -231,26 +236,50 @@ def _pair_plan_int64(A: BlockPattern, B: BlockPattern, target):
     return ia, ib, it
 
 
+def gram_entries(k1: int, ki: int, kj: int) -> int:
+    """Entries of a Gram matrix per block pair: k_i k_j target entries times the k_1 (k_1 + 1) / 2
+    distinct entries of the first term's symmetric per-level weight (see :class:`GramPlan`)."""
+    return ki * kj * k1 * (k1 + 1) // 2
+
+
+def _stable_group(it: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, counts): the stable order of ``it`` (as ``np.argsort(it, kind="stable")``) and how
+    often each of 0..n_rows-1 occurs, by scipy's COO to CSR conversion: a counting sort in C, several
+    times faster than numpy's timsort on 64-bit keys (numpy's radix sort takes 16-bit keys only)."""
+    idx = np.arange(it.size)
+    M = sp.csr_matrix((idx, (it, idx)), shape=(n_rows, max(1, it.size)))
+    return M.data, np.diff(M.indptr)
+
+
 @dataclass(frozen=True)
 class GramPlan:
-    """The update of a scalar block (i, j) from the first block column when it is ``Diagonal``.
+    """The update of block (i, j) from the first block column, which is Diagonal or BlkDiag.
 
-    Then L_i1 = t_i t_1 A_i1 D^{-1/2} with D = diag(1 + t_1^2 Z_1'WZ_1) (no earlier column fills it),
-    so the Schur-complement term is
+    Nothing fills the first diagonal block, so with Lambda = I (x) T and F_l the lower Cholesky
+    factor of T_1' A_11,l T_1 + I (level l of the first term, k_1 x k_1), L_i1 = T_i' A_i1 T_1 F^{-T}
+    level by level and the Schur-complement term is
 
-        L_i1 L_j1' = t_i t_j t_1^2  A_i1 D^{-1} A_j1'  = t_i t_j t_1^2  G d,    d = 1 / diag(D),
+        L_i1 L_j1' = T_i' [ A_i1 M A_j1' ] T_j,    M_l = T_1 (F_l F_l')^{-1} T_1',
 
-    where G (target entries x J_1) holds the products A_i1[ia] A_j1[ib] of every pair of blocks in
-    the same column, which do not depend on theta.  G is formed once per cross-products; each theta
-    then costs one sparse matrix-vector product with G instead of a scatter of pair products
-    (MixedModels.jl reaches the same bilinear form by its rank-k updates; here the pairs' products
-    are precomputed).  ``ia``/``ib`` are the pairs in the CSR order of G (rows = target storage
-    positions, ``indices`` = column levels); ``n_rows`` is the size of the target's storage.
+    a sum over the pairs of blocks A_i1[ia], A_j1[ib] in the same column l of the k_i x k_j products
+    A_i1[ia] M_l A_j1[ib]', linear in the k_1 (k_1 + 1) / 2 distinct entries of the symmetric M_l.
+    So the bracket is G m for a sparse G (rows: the k_i x k_j entries of each target block; columns:
+    the distinct entries of M_l for every level l) holding the products of the pairs' entries,
+    which do not depend on theta, and m the stacked entries of the M_l.  G is formed once per
+    cross-products (:meth:`mixedpy.linalg.blocked.CrossProducts._gram_matrix`); each theta then
+    costs one sparse matrix-vector product with G and a small sandwich with T_i, T_j per target
+    block instead of a scatter of pair products.  For scalar terms this is t_i t_j G d with
+    d_l = t_1^2 / (1 + t_1^2 (Z_1'WZ_1)_ll) (MixedModels.jl reaches the same bilinear form by its
+    rank-k updates; here the pairs' products are precomputed).
+
+    The plan itself depends only on the level codes: ``ia``/``ib`` are the pairs in the CSR order of
+    the block-level G (rows = target storage positions; the column level of a pair is the column of
+    its block ``ia``, not stored: at 10^7-10^8 pairs every array counts); ``n_rows`` is
+    the number of blocks of the target's storage.
     """
 
     ia: np.ndarray
     ib: np.ndarray
-    indices: np.ndarray
     indptr: np.ndarray
     n_rows: int
     n_cols: int
@@ -259,28 +288,25 @@ class GramPlan:
     def build(cls, A: BlockPattern, B: BlockPattern, target, n_rows: int, lower: bool = False) -> "GramPlan":
         """``lower``: only the lower triangle of a diagonal target (always for ``"dense-lower"``)."""
         lower = lower or (isinstance(target, str) and target == "dense-lower")
-        ia, ib, cols = [], [], []
+        ia, ib = [], []
         counts = np.zeros(n_rows, dtype=np.int64)
         # A chunk holds whole block rows of A and every target position it = f(row of A, row of B)
         # grows with the row of A, so sorting each chunk by it sorts them all: CSR order (rows of G
         # = the target's entries) without a global sort.
         for a, b in _column_pairs(A, B, lower=lower, chunk=GRAM_CHUNK):
             it = _target_index(A, B, a, b, target)
-            order = np.argsort(it, kind="stable")
-            counts += np.bincount(it, minlength=n_rows)
+            order, n_it = _stable_group(it, n_rows)
+            counts += n_it
             ia.append(_small_int(a[order]))
             ib.append(_small_int(b[order]))
-            cols.append(A.cols[a[order]].astype(np.int32))
             del it, order, a, b
         ia = np.concatenate(ia)
         ib = np.concatenate(ib)
-        indices = np.concatenate(cols)
-        del cols
         indptr = np.zeros(n_rows + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
         if indptr[-1] < 2 ** 31 - 1:
             indptr = indptr.astype(np.int32)
-        return cls(ia, ib, indices, indptr, n_rows, A.shape[1])
+        return cls(ia, ib, indptr, n_rows, A.shape[1])
 
     @property
     def nnz(self) -> int:
@@ -296,7 +322,7 @@ class BlockStructure:
     ``a_pos[(i, j)]`` per observation, the position of its contribution to Z_i'Z_j (block index for
     sparse blocks, level-pair index ``r * J_j + c`` for dense ones);
     ``plans[(i, j, k)]`` the scatter triples of the update of a sparse or block-diagonal block (i, j)
-    by block column k;  ``grams[(i, j, 0)]`` the :class:`GramPlan` of an update from a diagonal first
+    by block column k;  ``grams[(i, j, 0)]`` the :class:`GramPlan` of an update from a (block-)diagonal first
     block column, which then has no entry in ``plans``.
     """
 
@@ -399,8 +425,8 @@ class BlockStructure:
 
     def _use_cholmod(self, min_order: int) -> None:
         """Make the second diagonal block ``Cholmod`` when CHOLMOD is available (mixedpy.linalg.cholmod)
-        and the block is Dense, of order >= ``min_order``, filled only by a Gram plan from the
-        first column (two or more crossed scalar terms, the first Diagonal: InstEval), and its
+        and the block is Dense, scalar (k = 1), of order >= ``min_order``, filled only by a Gram
+        plan from the first column (crossed terms, e.g. InstEval's scalar ones), and its
         sparse factor needs at most :data:`CHOLMOD_FLOP_FRACTION` of the dense flops.
 
         Its pattern is the lower triangle of the pattern of A_11' A_11 plus the diagonal; the Gram
@@ -410,13 +436,14 @@ class BlockStructure:
         from . import cholmod
 
         j = 1
-        if (not cholmod.available() or self.types[j, j] != DENSE or self.J[j] * self.k[j] < min_order
+        if (not cholmod.available() or self.types[j, j] != DENSE or self.k[j] != 1 or self.J[j] < min_order
                 or (j, j, 0) not in self.grams or self.types[j, 0] != SPARSE):
             return
         pat = self.patterns[j, 0]
         n = self.J[j]
-        A = sp.csr_matrix((np.ones(pat.nnz), (pat.rows, pat.cols)), shape=pat.shape)
-        S = sp.tril(A @ A.T + sp.eye(n), format="csr")
+        # the dense-lower Gram plan's nonempty targets are the level pairs of tril(A A'): no product
+        r, c = np.divmod(np.flatnonzero(np.diff(self.grams[j, j, 0].indptr)), n)
+        S = sp.csr_matrix((np.ones(r.size), (r, c)), shape=(n, n)) + sp.eye(n, format="csr")
         lower = BlockPattern.from_csr(S)
         chol = cholmod.CholmodPattern(lower)
         if chol.flop_fraction() > CHOLMOD_FLOP_FRACTION:
@@ -441,10 +468,11 @@ class BlockStructure:
 
     def _add_gram(self, i: int, j: int, kk: int) -> bool:
         """Store a :class:`GramPlan` for the update of block (i, j) by block column kk when it applies:
-        kk is the first column, every block of the three terms is scalar (k = 1), both factors are
-        ``Sparse`` and the plan has at most :data:`GRAM_PAIR_LIMIT` pairs."""
+        kk is the first column (Diagonal or BlkDiag: nothing fills it), both factors are ``Sparse``,
+        the plan has at most :data:`GRAM_PAIR_LIMIT` pairs and its Gram matrix at most
+        :data:`GRAM_ENTRY_LIMIT` entries (pairs x k_i k_j x k_1 (k_1 + 1) / 2)."""
         types, k = self.types, self.k
-        if kk != 0 or k[0] != 1 or k[i] != 1 or k[j] != 1:
+        if kk != 0:
             return False
         if types[i, 0] != SPARSE or types[j, 0] != SPARSE:
             return False
@@ -452,7 +480,7 @@ class BlockStructure:
         pairs = _pair_flops(A_, B_)
         if i == j:
             pairs = (pairs + A_.nnz) // 2        # the lower triangle only
-        if pairs > GRAM_PAIR_LIMIT:
+        if pairs > GRAM_PAIR_LIMIT or pairs * gram_entries(k[0], k[i], k[j]) > GRAM_ENTRY_LIMIT:
             return False
         tt = types[i, j]
         if tt == SPARSE:
