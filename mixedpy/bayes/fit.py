@@ -7,8 +7,9 @@ What is exact and what is approximate
   (log sigma, covariance parameters [, coefficients under t/cauchy priors]), and beta and b are
   drawn exactly from their Gaussian conditionals for every kept draw.  The target is exactly
   rstanarm's posterior; the only error is Monte-Carlo error.
-* Binomial/Poisson GLMMs: pseudo-marginal emcee (Andrieu & Roberts 2009).  emcee samples the
-  covariance parameters; for each proposal the likelihood of (y | Sigma) is estimated *unbiasedly* by
+* GLMMs (binomial, Poisson, neg_binomial_2, Gamma, inverse.gaussian, gaussian with any link):
+  pseudo-marginal emcee (Andrieu & Roberts 2009).  emcee samples the covariance parameters (and the
+  log of the auxiliary parameter: size, shape, lambda or sigma); for each proposal the likelihood of (y | Sigma) is estimated *unbiasedly* by
   importance sampling of (beta, u) from a Student-t approximation centred at the Laplace mode, and one
   importance draw is kept with probability proportional to its weight.  The chain's stationary law is
   the exact joint posterior of (Sigma, beta, b); the Laplace approximation only affects efficiency.
@@ -19,20 +20,22 @@ import warnings
 
 import numpy as np
 
+from ..covstruct import require_unstructured
 from ..errors import DiagnosticWarning
+from ..formula.bars import parse_formula
 from ..formula.design import build_design
 from ..lmer import caller_namespace, fit_problem
 from ..lmm import LMMProblem
+from ..scale import is_dask_frame
 from ..threads import controls_threads
 from .diagnostics import convergence_messages, diagnose
+from .family import AUX_NAME, resolve_family
 from .lmm_posterior import LMMPosterior
+from .mode import polish_mode
 from .posterior import Posterior
 from .priors import resolve_priors
 from .sampler import find_mode, run_ensemble
 from ..validation import check_constant_response, check_single_response
-
-_DEFAULT_LINK = {"binomial": "logit", "poisson": "log", "gaussian": "identity"}
-
 
 class BayesConvergenceWarning(DiagnosticWarning):
     """R-hat or effective sample size indicate an unreliable posterior sample."""
@@ -86,7 +89,9 @@ def bayes_lmer(formula: str, data, prior="default", prior_intercept="default", p
     Parameters
     ----------
     formula : lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``
-    data : DataFrame
+    data : DataFrame, or a ``dask.dataframe.DataFrame``: then two passes over its partitions form the
+        cross-products (and the moments the autoscaled priors need) and the sampler runs on those
+        sums alone (:mod:`mixedpy.scale.bayes`; ``weights``/``offset`` are column names)
     prior, prior_intercept, prior_aux : mp.normal / mp.student_t / mp.cauchy (coefficients and the
         intercept of the centered predictors), mp.exponential (sigma); ``"default"`` gives rstanarm's
         autoscaled defaults, ``None`` a flat prior.  ``prior`` may also be a brms-style dict
@@ -108,21 +113,38 @@ def bayes_lmer(formula: str, data, prior="default", prior_intercept="default", p
     """
     warmup_given = warmup is not None
     chains, iter, warmup = _check_run_args(chains, iter, warmup)
+    require_unstructured(parse_formula(formula).bars, "bayes_lmer")
+    if is_dask_frame(data):   # the same sampler on the partitions' sums (mixedpy.scale.bayes)
+        from ..scale.bayes import bayes_lmer as scale_bayes_lmer
+
+        return scale_bayes_lmer(formula, data, prior=prior, prior_intercept=prior_intercept, prior_aux=prior_aux,
+                                prior_covariance=prior_covariance, chains=chains, iter=iter, warmup=warmup,
+                                warmup_given=warmup_given, seed=seed, progress=progress, weights=weights,
+                                offset=offset, nwalkers=nwalkers, thin=thin, env=caller_namespace())
     design = build_design(formula, data, weights=weights, offset=offset, env=caller_namespace())
     check_single_response(design.y, design.response_name, "bayes_lmer", "use bayes_glmer with family='binomial'")
     # rstanarm's priors scale by sd(y): a constant response has none (ZeroDivisionError otherwise)
     check_constant_response(design.y, design.weights, design.response_name, "bayes_lmer")
     priors = resolve_priors("gaussian", "identity", design.y, design.X, design.fixef_names, prior,
                             prior_intercept, prior_aux, prior_covariance)
-    model = LMMPosterior(design, priors)
     fit = fit_problem(design, LMMProblem(design.terms, design.X, design.y, design.weights, design.offset),
                       reml=True, calc_derivs=False, quiet=True)
-    mode, cov = find_mode(model.log_prob, model.start(fit))
+    return sample_lmm(LMMPosterior(design, priors), fit, chains=chains, iter=iter, warmup=warmup,
+                      warmup_given=warmup_given, nwalkers=nwalkers, thin=thin, seed=seed, progress=progress)
+
+
+def sample_lmm(model: LMMPosterior, fit, *, chains: int, iter: int, warmup: int, warmup_given: bool,
+               nwalkers: int | None, thin: int | None, seed, progress: bool | None) -> Posterior:
+    """bayes_lmer after the data: the mode from the REML fit ``fit``, emcee, the exact conditional
+    draws of beta and b, and the Posterior (for rows in memory and for a Dask frame's sums alike).
+    The mode is polished so that the chains do not depend on the rounding of the data's sums
+    (:mod:`mixedpy.bayes.mode`): the same rows in another order or partitioning give the same draws."""
+    mode, cov = polish_mode(model.log_prob, *find_mode(model.log_prob, model.start(fit)))
     out = run_ensemble(model.log_prob, mode, cov, chains=chains, iter=iter, warmup=warmup, nwalkers=nwalkers,
                        thin=thin, seed=seed, progress=progress, warmup_given=warmup_given)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(chains + 1)[-1])
     draws = model.draw(out.flat(out.x), rng)
-    return _finish(design, "gaussian", "identity", priors, draws, out, chains,
+    return _finish(model.design, "gaussian", "identity", model.priors, draws, out, chains,
                    "emcee on (sigma, Sigma); beta and b integrated out and drawn exactly", rng,
                    param_names=model.param_names)
 
@@ -131,30 +153,40 @@ def bayes_lmer(formula: str, data, prior="default", prior_intercept="default", p
 def bayes_glmer(formula: str, data, family: str = "binomial", link: str | None = None, prior="default",
                 prior_intercept="default", prior_covariance=None, chains: int = 4, iter: int = 2000,
                 warmup: int | None = None, seed=None, progress: bool | None = None, weights=None, offset=None,
-                nwalkers: int | None = None, thin: int | None = None, n_importance: int = 16) -> Posterior:
-    """Bayesian GLMM with rstanarm's priors (``stan_glmer``), family "binomial" or "poisson".
+                nwalkers: int | None = None, thin: int | None = None, n_importance: int = 16,
+                prior_aux="default") -> Posterior:
+    """Bayesian GLMM with rstanarm's priors (``stan_glmer``).
 
-    Sampled by pseudo-marginal emcee over the covariance parameters with an importance-sampling
-    estimate of the likelihood from the Laplace approximation (``n_importance`` draws per
-    evaluation).  The posterior is exact (see the module docstring); other arguments as ``bayes_lmer``.
+    ``family`` is one of rstanarm's "binomial", "poisson", "neg_binomial_2", "Gamma",
+    "inverse.gaussian" or "gaussian" ("gamma", "inverse_gaussian" and "negative_binomial" are
+    accepted too, or a family object such as ``mp.families.Gamma("log")``), ``link`` one of the
+    links rstanarm accepts for it (default: rstanarm's, :mod:`mixedpy.bayes.family`).  The last four have an auxiliary parameter, named as rstanarm
+    does (reciprocal_dispersion = the negative binomial's size, shape, lambda, sigma), with the
+    prior ``prior_aux`` (default exponential(1); for gaussian autoscaled to rate 1 / sd(y)).
+
+    Sampled by pseudo-marginal emcee over the covariance parameters (and the log of the auxiliary
+    parameter) with an importance-sampling estimate of the likelihood from the Laplace
+    approximation (``n_importance`` draws per evaluation).  The posterior is exact (see
+    :mod:`mixedpy.bayes.glmm_posterior`); other arguments as ``bayes_lmer``, which is the faster,
+    analytically integrated sampler for the gaussian family with the identity link.
     """
     from .glmm_posterior import GLMMPosterior
 
     warmup_given = warmup is not None
     chains, iter, warmup = _check_run_args(chains, iter, warmup)
-    if family == "gaussian":
-        raise ValueError("use bayes_lmer for a gaussian model")
-    if family not in ("binomial", "poisson"):
-        raise ValueError(f"family must be 'binomial' or 'poisson', got {family!r}")
-    link = _DEFAULT_LINK[family] if link is None else link
-    allowed = {"binomial": ("logit", "probit"), "poisson": ("log",)}[family]
-    if link not in allowed:
-        raise ValueError(f"link {link!r} is not available for {family}; use one of {allowed}")
+    require_unstructured(parse_formula(formula).bars, "bayes_glmer")
+    family, link = resolve_family(family, link)
+    if AUX_NAME[family] is None and not (isinstance(prior_aux, str) and prior_aux == "default"):
+        raise ValueError(f"the {family} family has no auxiliary parameter: prior_aux does not apply")
     design = build_design(formula, data, weights=weights, offset=offset, env=caller_namespace(),
                           allow_n_levels=True, drop_zero_weights=False)
+    if "(Intercept)" not in design.fixef_names and (
+            (family != "gaussian" and link == "identity") or (family, link) == ("Gamma", "inverse")):
+        # rstanarm's check (stan_glm.fit): mu must stay positive, which its sampler needs an intercept for
+        raise ValueError(f"to use {family} with the {link} link the model must have an intercept (as rstanarm)")
     model = GLMMPosterior(design, family, link, None, n_importance)
     priors = resolve_priors(family, link, model.y_for_priors, design.X, design.fixef_names, prior,
-                            prior_intercept, None, prior_covariance)
+                            prior_intercept, prior_aux, prior_covariance)
     model.set_priors(priors)
     mode, cov = find_mode(model.laplace_log_prob, model.start())
     model.warm_start(mode)
@@ -164,6 +196,8 @@ def bayes_glmer(formula: str, data, family: str = "binomial", link: str | None =
                        warmup_given=warmup_given)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(chains + 1)[-1])
     draws = model.draw(out.flat(out.x), out.flat(out.blobs))
+    sampled = "Sigma" if AUX_NAME[family] is None else f"({AUX_NAME[family]}, Sigma)"
     return _finish(design, family, link, priors, draws, out, chains,
-                   "pseudo-marginal emcee on Sigma with Laplace importance sampling of (beta, b)", rng,
-                   trials=model.trials, extra={"importance_draws": n_importance}, param_names=model.param_names)
+                   f"pseudo-marginal emcee on {sampled} with Laplace importance sampling of (beta, b)", rng,
+                   trials=model.trials, extra={"importance_draws": n_importance, "stan_function": "stan_glmer"},
+                   param_names=model.param_names)

@@ -24,8 +24,11 @@ P = G_xx / sigma^2 + diag(p), h = G_xy / sigma^2 + p m, and
 
 so emcee explores only (log sigma, covariance parameters).  Given each kept draw,
 beta | sigma, Sigma, y ~ N(P^{-1}h, P^{-1}) and u | beta, sigma, Sigma, y ~
-N(A^{-1} Lambda'Z'W(y - X beta), sigma^2 A^{-1}) with A = L L' from the same factor, b = Lambda u.
-All of this is exact; the only Monte-Carlo error is emcee's.
+N(A^{-1} Lambda'Z'W(y - X beta), sigma^2 A^{-1}) with A = L L' from the same factor, b = Lambda u,
+where Z'W(y - X beta) = Z'Wy - Z'WX beta comes from the cross-products too.
+All of this is exact; the only Monte-Carlo error is emcee's.  Nothing reads the rows after the
+cross-products are formed (:class:`LMMSystem`), so a Dask frame's sums serve as well
+(:mod:`mixedpy.scale.bayes`).
 
 Precision: the cross-products are formed from y_tilde = (y - X_c c) / s, the weighted OLS residual
 scaled by its RMS s (:mod:`mixedpy.linalg.response`), because G_yy of a response with a
@@ -38,8 +41,9 @@ parameters (log sigma, the covariance parameters, beta) are unchanged.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-import scipy.sparse as sp
 
 from ..linalg.batched import BatchedKernel, stacked_cholesky
 from ..linalg.blocked import CrossProducts, NotPositiveDefinite
@@ -65,34 +69,58 @@ def _chol_logdet_solve(P: np.ndarray, h: np.ndarray):
     return L, logdet, m
 
 
+@dataclass(frozen=True)
+class LMMSystem:
+    """What the LMM posterior reads from the data: everything is a sum over rows, so a Dask fit
+    (:mod:`mixedpy.scale.bayes`) builds the same object from the partitions' sums.
+
+    ``cp`` holds the cross-products of [Z | Xc | y_tilde] with Xc the centered X (rstanarm's
+    centering) and y = Xc c + s y_tilde (``response``; module docstring); ``y_sd`` is the SD (ddof 0)
+    of y - offset, a floor for the starting sigma."""
+
+    centering: Centering
+    response: ResponseScaling
+    cp: CrossProducts
+    n: int
+    sum_w: float
+    y_sd: float
+
+    @classmethod
+    def of_design(cls, design) -> "LMMSystem":
+        X = np.asarray(design.X, dtype=float)
+        centering = Centering.of(X, design.fixef_names)
+        Xc = centering.center(X)
+        y = np.asarray(design.y, dtype=float) - design.offset
+        w = design.weights
+        sqrt_w = None if w is None else np.sqrt(np.asarray(w, dtype=float))
+        # y = Xc c + s y_tilde: the kernel only ever sees the well-scaled y_tilde (module docstring)
+        response, y_tilde = ResponseScaling.of(Xc, y, sqrt_w)
+        cp = CrossProducts(list(design.terms), Xc, y_tilde, sqrt_w)   # RandomEffectsTerm is a TermBlock
+        sum_w = float(X.shape[0] if w is None else np.sum(w))
+        return cls(centering, response, cp, X.shape[0], sum_w, float(np.std(y)))
+
+
 class LMMPosterior:
     """The posterior of (sigma, Sigma_i[, beta]) of a Gaussian LMM, vectorised over walkers.
 
     Parameters
     ----------
-    design : ModelDesign of the formula
+    design : ModelDesign of the formula (its terms and names; its rows only when ``system`` is None)
     priors : resolved priors
+    system : the data's :class:`LMMSystem` (default: formed from the design's rows)
     """
 
     family = "gaussian"
 
-    def __init__(self, design, priors: ResolvedPriors):
+    def __init__(self, design, priors: ResolvedPriors, system: LMMSystem | None = None):
         self.design, self.priors = design, priors
         self.terms = design.terms
         self.names = design.fixef_names
-        X = np.asarray(design.X, dtype=float)
-        self.centering = Centering.of(X, self.names)
-        self.Xc = self.centering.center(X)
-        self.n, self.p = X.shape
-        self.y = np.asarray(design.y, dtype=float) - design.offset
-        w = design.weights
-        self.w = np.ones(self.n) if w is None else np.asarray(w, dtype=float)
-        self.sum_w = float(self.w.sum())
-        sqrt_w = None if w is None else np.sqrt(self.w)
-        blocks = list(self.terms)   # RandomEffectsTerm is the kernel's TermBlock
-        # y = Xc c + s y_tilde: the kernel only ever sees the well-scaled y_tilde (module docstring)
-        self.response, self.y_tilde = ResponseScaling.of(self.Xc, self.y, sqrt_w)
-        self.cp = CrossProducts(blocks, self.Xc, self.y_tilde, sqrt_w)
+        system = LMMSystem.of_design(design) if system is None else system
+        self.system = system
+        self.centering, self.response, self.cp = system.centering, system.response, system.cp
+        self.n, self.p = system.n, system.cp.p
+        self.sum_w = system.sum_w
         self.cov_priors = covariance_priors(self.terms, priors)
         self.integrate_beta = priors.all_gaussian
         self.prior_loc, self.prior_prec, _ = coefficient_prior_arrays(priors, self.names)
@@ -109,14 +137,22 @@ class LMMPosterior:
         # _batched = False selects the per-walker reference loop over CrossProducts.factor
         self._kernel = BatchedKernel(self.cp)
         self._batched = True
-        # Z'W as a sparse q x n matrix, for the conditional draws of u
-        self._ZtW = sp.hstack([t.z_matrix() for t in self.terms], format="csr").T.multiply(self.w).tocsr()
         self.param_names = ["log_sigma"]
         for t, ct in zip(self.terms, self.cov_priors):
             self.param_names += [f"{t.group_name}:{nm}" for nm in ct.names]
         if not self.integrate_beta:
             self.param_names += [f"beta[{nm}]" for nm in self.names]
         self.dim = len(self.param_names)
+
+    @property
+    def Xc(self) -> np.ndarray:
+        """The design's centered fixed-effects matrix (no rows for a Dask design)."""
+        return self.centering.center(np.asarray(self.design.X, dtype=float))
+
+    @property
+    def y(self) -> np.ndarray:
+        """The design's response less its offset (no rows for a Dask design)."""
+        return np.asarray(self.design.y, dtype=float) - self.design.offset
 
     # ---- parameters -----------------------------------------------------------------------
     def unpack(self, x: np.ndarray):
@@ -136,7 +172,7 @@ class LMMPosterior:
 
     def start(self, fit) -> np.ndarray:
         """Unconstrained parameters at an lmer fit's estimates (a starting point for the optimizer)."""
-        sigma = max(float(fit.sigma), 1e-3 * float(np.std(self.y)))
+        sigma = max(float(fit.sigma), 1e-3 * self.system.y_sd)
         x = [np.log(sigma)]
         vc = fit.varcorr()
         for ct, term in zip(self.cov_priors, vc.terms):
@@ -244,8 +280,10 @@ class LMMPosterior:
             beta = c + sc * beta_t
         else:
             beta = beta_t = np.zeros((W, 0))
-        resid = sc * (self.y_tilde[None, :] - beta_t @ self.Xc.T)    # y - Xc beta without cancellation, (W, n)
-        v = np.asarray(self._ZtW @ resid.T).T                            # Z'W(y - X beta), (W, q)
+        # Z'W(y - Xc beta) = s (Z'W y_tilde - Z'W Xc beta_t), from the cross-products' [Xc | y_tilde]'WZ
+        # row: O(q p) per draw and no pass over the rows
+        v = sc * np.concatenate([self.cp.A[self.cp.T, i][p][None, :] - beta_t @ self.cp.A[self.cp.T, i][:p]
+                                 for i in range(len(self.terms))], axis=1)   # (W, q)
         z = rng.standard_normal(v.shape)
         out["sigma"][sl] = sigma
         for i, L in enumerate(chols):

@@ -82,27 +82,36 @@ def lmer(formula: str, data, REML: bool = True, weights=None, offset=None, start
     from ..lmer import fit_problem
 
     REML = check_bool(REML, "REML")
+    model, sums, problem, passes = reduced_lmm(formula, data, weights, offset, env, progress, "lmer",
+                                               ("glmer", "a linear mixed model"))
+    fit = fit_problem(_design(model, model.kept), problem, reml=REML, start=start, optimizer=optimizer,
+                      calc_derivs=calc_derivs, data_name=data_name)
+    out = DaskLmerFit(fit, data, model, passes.count)
+    out.pass_seconds = passes.seconds
+    return out
+
+
+def reduced_lmm(formula: str, data, weights, offset, env, progress, what: str, says: tuple[str, str]):
+    """The two passes of a Gaussian LMM on a Dask frame and what they give: (the model with its kept
+    fixed-effects columns, the reduced sums (their level tuples and pair sums consumed), the
+    :class:`ReducedLMMProblem`, the :class:`Passes`).  ``what`` names the caller in errors and on the
+    progress bar; ``says`` = (the function for cbind responses, the model for a constant one)."""
     plan = make_plan(formula, data, weights=weights, offset=offset, env=env)
     if len(_response_parts(plan.parsed.response)) > 1:
-        raise DataError("lmer needs a single response; cbind responses are for glmer with family='binomial'")
-    passes = Passes(progress, total=2, desc="lmer")
+        raise DataError(f"{what} needs a single response; cbind responses are for {says[0]} with family='binomial'")
+    passes = Passes(progress, total=2, desc=what)
     try:
         found = passes.run(data, discover_partition, combine_discovery, plan, "levels")
         model = finish(plan, found)
         # the range of y over the rows used tells whether it has more than one value
-        check_constant_response(found.y_range, None, plan.parsed.response, "a linear mixed model")
+        check_constant_response(found.y_range, None, plan.parsed.response, says[1])
         sums = passes.run(data, partition_sums, combine_sums, model, "cross-products")
     finally:
         passes.close()
     keep = kept_columns(model.fixed_names, sums.stats, sums.n)
     model = dataclasses.replace(model, kept=keep)
     cross = cross_products(model, sums, keep, response_shift(model))
-    problem = ReducedLMMProblem(model.terms, cross, sums.n, sums.ldW, theta_start(model, sums))
-    fit = fit_problem(_design(model, keep), problem, reml=REML, start=start, optimizer=optimizer,
-                      calc_derivs=calc_derivs, data_name=data_name)
-    out = DaskLmerFit(fit, data, model, passes.count)
-    out.pass_seconds = passes.seconds
-    return out
+    return model, sums, ReducedLMMProblem(model.terms, cross, sums.n, sums.ldW, theta_start(model, sums)), passes
 
 
 # -- outputs computed per partition -----------------------------------------------------------------

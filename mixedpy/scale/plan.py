@@ -289,7 +289,8 @@ def finish(plan: Plan, disc: Discovery) -> Model:
         term = RandomEffectsTerm(group_name=bar.group_name, group_columns=bar.group, expr=bar.expr,
                                  codes=np.zeros(0, dtype=np.int64), levels=labels,
                                  model_matrix=np.zeros((0, M.shape[1])), coef_names=coef_names,
-                                 design_info=info, group_dtypes=tuple(plan.meta[g].dtype for g in bar.group))
+                                 design_info=info, group_dtypes=tuple(plan.meta[g].dtype for g in bar.group),
+                                 structure=bar.structure)
         pairs.append((term, TermCoder(tuple(bar.group), values, used)))
     terms = order_terms([t for t, _ in pairs])
     coder_of = {id(t): c for t, c in pairs}

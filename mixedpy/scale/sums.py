@@ -36,14 +36,32 @@ class ColumnStats:
 
     @classmethod
     def of(cls, X: np.ndarray) -> "ColumnStats":
-        n, p = X.shape
-        mean = X.mean(axis=0) if n else np.zeros(p)
-        return cls(np.linalg.qr(X, mode="r"), np.vstack([np.full(p, float(n)), mean, ((X - mean) ** 2).sum(axis=0)]),
-                   np.all((X == 0) | (X == 1), axis=0))
+        return cls(np.linalg.qr(X, mode="r"), column_moments(X), np.all((X == 0) | (X == 1), axis=0))
 
     def combine(self, other: "ColumnStats") -> "ColumnStats":
         return ColumnStats(np.linalg.qr(np.vstack([self.r_factor, other.r_factor]), mode="r"),
                            _chan(self.moments, other.moments), self.binary & other.binary)
+
+
+def column_moments(X: np.ndarray) -> np.ndarray:
+    """(3, p): count, mean and sum of squared deviations of each column of X (n, p); two blocks'
+    combine by :func:`_chan`."""
+    n, p = X.shape
+    mean = X.mean(axis=0) if n else np.zeros(p)
+    return np.vstack([np.full(p, float(n)), mean, ((X - mean) ** 2).sum(axis=0)])
+
+
+def moment_sd(moments: np.ndarray, ddof: int = 1) -> np.ndarray:
+    """Per column the SD with ``ddof`` from :func:`column_moments`-style moments."""
+    n, _, m2 = moments
+    return np.sqrt(m2 / np.maximum(n - ddof, 1))
+
+
+def moment_rows(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """(2, p): two rows whose per-column mean and SD (ddof 1) are ``mean`` and ``sd`` (m -+ sd / sqrt 2),
+    for checks and prior scales that read only those moments of their rows."""
+    half = np.asarray(sd) / np.sqrt(2.0)
+    return np.vstack([mean - half, mean + half])
 
 
 @dataclass
@@ -60,22 +78,32 @@ class Sums:
     stats: ColumnStats | None           # of X, for the rank and scale checks (first pass only)
     start: list | None                  # per term (row counts, sums of y - y_0) by level, simple models
     y_moments: np.ndarray               # [sum, sum of squares] of y - y_0
+    sum_w: float = 0.0                  # sum of the weights (n without weights)
+    y_stats: np.ndarray | None = None   # column_moments of [y, y - offset] (rstanarm's prior scales)
+
+
+def _code_dtype(J: list[int]):
+    """int32 level codes when every factor has fewer than 2^31 levels (the tuples are the largest
+    arrays a Dask fit sends to the client: 15.7M of them at 20M rows of 50,000 x 800 levels)."""
+    return np.int32 if max(J, default=0) < 2 ** 31 else np.int64
 
 
 def _unique_rows(C: np.ndarray, J: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of the level-code matrix C (m, T), sorted, and the inverse index."""
+    """Distinct rows of the level-code matrix C (m, T), sorted (as :func:`_code_dtype`), and the
+    inverse index."""
     if C.shape[1] and float(np.prod([float(j) for j in J])) < 2.0 ** 62:
         key = np.zeros(C.shape[0], dtype=np.int64)
         for t, Jt in enumerate(J):
             key = key * Jt + C[:, t]
         used, inv = np.unique(key, return_inverse=True)
-        rows = np.empty((used.size, C.shape[1]), dtype=np.int64)
+        del key
+        rows = np.empty((used.size, C.shape[1]), dtype=_code_dtype(J))
         for t in range(C.shape[1] - 1, -1, -1):
             rows[:, t] = used % J[t]
             used = used // J[t]
         return rows, inv.ravel()
     rows, inv = np.unique(C, axis=0, return_inverse=True)
-    return rows, inv.ravel()
+    return rows.astype(_code_dtype(J), copy=False), inv.ravel()
 
 
 def _sum_by(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
@@ -109,10 +137,12 @@ def response_shift(model: Model) -> float:
     return float(model.ref[1]) if "(Intercept)" in model.fixed_names else 0.0
 
 
-def system_sums(model: Model, X, r, sw, codes, Ms, ldW: float = 0.0, y_start=None, stats: bool = True) -> Sums:
+def system_sums(model: Model, X, r, sw, codes, Ms, ldW: float = 0.0, y_start=None, stats: bool = True,
+                y_stats: np.ndarray | None = None, sum_w: float | None = None) -> Sums:
     """The sums of one block of rows: X (n, p), working response r, square roots of the weights sw
     (or None), per term level codes and model matrices; ``y_start`` (y - y_0) for lme4's start of
-    simple models; ``stats``: also X's :class:`ColumnStats`."""
+    simple models; ``stats``: also X's :class:`ColumnStats`; ``y_stats``, ``sum_w``: moments of the
+    response and the sum of the weights, kept as they are (sum_w defaults to sum(sw^2))."""
     terms = model.terms
     T, n = len(terms), X.shape[0]
     J = [t.n_levels for t in terms]
@@ -126,7 +156,7 @@ def system_sums(model: Model, X, r, sw, codes, Ms, ldW: float = 0.0, y_start=Non
     if T > 1:
         tuples, inv = _unique_rows(np.column_stack(codes), J)
     else:
-        tuples, inv = np.zeros((0, T), dtype=np.int64), None
+        tuples, inv = np.zeros((0, T), dtype=_code_dtype(J)), None
     pairs = {}
     for j in range(T):
         for i in range(j + 1, T):
@@ -140,7 +170,8 @@ def system_sums(model: Model, X, r, sw, codes, Ms, ldW: float = 0.0, y_start=Non
                      for c, Jt in zip(codes, J)]
         y_moments = np.array([y_start.sum(), y_start @ y_start])
     return Sums(n=n, ldW=ldW, diag=diag, tuples=tuples, pairs=pairs, columns=columns, fixed=Xy.T @ Xy,
-                stats=ColumnStats.of(X) if stats else None, start=start, y_moments=y_moments)
+                stats=ColumnStats.of(X) if stats else None, start=start, y_moments=y_moments,
+                sum_w=float(n if sw is None else sw @ sw) if sum_w is None else sum_w, y_stats=y_stats)
 
 
 def partition_sums(part, index: int, model: Model) -> Sums:
@@ -150,7 +181,9 @@ def partition_sums(part, index: int, model: Model) -> Sums:
     w = rows.w
     ldW = 0.0 if w is None else float(np.log(w[w > 0]).sum())
     return system_sums(model, X, r, None if w is None else np.sqrt(w), codes, Ms, ldW=ldW,
-                       y_start=rows.y - model.ref[0])
+                       y_start=rows.y - model.ref[0],
+                       y_stats=column_moments(np.column_stack([rows.y, rows.y - rows.offset])),
+                       sum_w=float(len(rows.y) if w is None else w.sum()))
 
 
 def _chan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -164,13 +197,58 @@ def _chan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.vstack([n, mean, m2])
 
 
+def _tuple_keys(C: np.ndarray, J: list[int]) -> np.ndarray | None:
+    """Mixed-radix int64 keys of the tuples C (m, T), increasing with C's sorted order; None when
+    they could overflow."""
+    if float(np.prod([float(j) for j in J])) >= 2.0 ** 62:
+        return None
+    key = np.zeros(C.shape[0], dtype=np.int64)
+    for t, Jt in enumerate(J):
+        key *= Jt
+        key += C[:, t]
+    return key
+
+
+def _merge_tuples(a: Sums, b: Sums, J: list[int]):
+    """(tuples, pairs) of the union of two sorted tuple sets, pair sums added, by a linear merge:
+    b's tuples are located in a's by binary search and inserted in order.  No sort of the
+    concatenation: about half np.unique's temporaries (the root of the reduction holds most of the
+    tuples, 37M at 100M rows of 50,000 x 800 levels)."""
+    if a.tuples.shape[0] < b.tuples.shape[0]:
+        a, b = b, a                      # insert the smaller set (sums add in any order)
+    ka, kb = _tuple_keys(a.tuples, J), _tuple_keys(b.tuples, J)
+    if ka is None:
+        tuples, inv = _unique_rows(np.vstack([a.tuples, b.tuples]), J)
+        return tuples, {key: _sum_by(inv, np.concatenate([a.pairs[key], b.pairs[key]]), tuples.shape[0])
+                        for key in a.pairs}
+    pos = np.searchsorted(ka, kb)
+    found = pos < ka.size
+    found[found] = ka[pos[found]] == kb[found]
+    del ka, kb
+    ins = pos[~found]                    # where b's new tuples go in a (non-decreasing)
+    # each of a's tuples moves down by the number of new ones inserted before it (np.insert's rule)
+    at_a = np.cumsum(np.bincount(ins, minlength=a.tuples.shape[0] + 1)[:-1])
+    at_a += np.arange(at_a.size)
+    at_new = ins + np.arange(ins.size)
+    at_found = at_a[pos[found]]
+    del pos, ins
+    m = at_a.size + at_new.size
+    tuples = np.empty((m, a.tuples.shape[1]), dtype=a.tuples.dtype)
+    tuples[at_a], tuples[at_new] = a.tuples, b.tuples[~found]
+    pairs = {}
+    for key, A in a.pairs.items():
+        B = b.pairs[key]
+        out = np.empty((m,) + A.shape[1:])
+        out[at_a], out[at_new] = A, B[~found]
+        out[at_found] += B[found]
+        pairs[key] = out
+    return tuples, pairs
+
+
 def combine_sums(a: Sums, b: Sums) -> Sums:
     """The sums of two blocks of rows together (the reduce step)."""
     if a.tuples.shape[1] > 1:
-        J = [t.shape[0] for t in a.diag]
-        tuples, inv = _unique_rows(np.vstack([a.tuples, b.tuples]), J)
-        pairs = {key: _sum_by(inv, np.concatenate([a.pairs[key], b.pairs[key]]), tuples.shape[0])
-                 for key in a.pairs}
+        tuples, pairs = _merge_tuples(a, b, [t.shape[0] for t in a.diag])
     else:
         tuples, pairs = a.tuples, {}
     start = None
@@ -179,7 +257,8 @@ def combine_sums(a: Sums, b: Sums) -> Sums:
     return Sums(n=a.n + b.n, ldW=a.ldW + b.ldW, diag=[x + y for x, y in zip(a.diag, b.diag)], tuples=tuples,
                 pairs=pairs, columns=[x + y for x, y in zip(a.columns, b.columns)], fixed=a.fixed + b.fixed,
                 stats=None if a.stats is None else a.stats.combine(b.stats), start=start,
-                y_moments=a.y_moments + b.y_moments)
+                y_moments=a.y_moments + b.y_moments, sum_w=a.sum_w + b.sum_w,
+                y_stats=None if a.y_stats is None else _chan(a.y_stats, b.y_stats))
 
 
 # -- the reduced system ---------------------------------------------------------------------------
@@ -189,9 +268,7 @@ def kept_columns(names: list[str], stats: ColumnStats, n: int) -> np.ndarray:
     validation.warn_rank_deficient([names[j] for j in range(len(names)) if j not in set(keep.tolist())])
     # warn_on_scales reads only each column's SD and whether it is 0/1: two rows with those SDs
     # (m +- sd / sqrt 2) and the 0/1 columns as 0, 1 give its verdict on the whole data
-    _, mean, m2 = stats.moments[:, keep]
-    sd = np.sqrt(m2 / max(n - 1, 1))
-    two = np.vstack([mean - sd / np.sqrt(2), mean + sd / np.sqrt(2)])
+    two = moment_rows(stats.moments[1, keep], moment_sd(stats.moments[:, keep]))
     binary = stats.binary[keep]
     two[:, binary] = [[0.0], [1.0]]
     validation.warn_on_scales(two, [names[j] for j in keep])
@@ -252,9 +329,18 @@ def level_structure(model: Model, tuples: np.ndarray):
 
 
 def cross_products(model: Model, sums: Sums, keep: np.ndarray, shift: float) -> CrossProducts:
-    """The engine's cross-products of the reduced sums over the kept fixed-effects columns."""
+    """The engine's cross-products of the reduced sums over the kept fixed-effects columns.
+
+    The level tuples and pair sums of ``sums`` (its largest arrays, about 16 bytes per distinct
+    tuple) are consumed: set to None as soon as they are used, so that they are not held beside
+    the blocks made from them; so are the structure's per-tuple positions ``a_pos``, which only
+    :meth:`CrossProducts.from_sums` reads."""
     names = [model.fixed_names[j] for j in keep]
     intercept = names.index("(Intercept)") if "(Intercept)" in names else None
     response, columns, fixed = scaled_system(sums, keep, shift if intercept is not None else 0.0, intercept)
-    return CrossProducts.from_sums(level_structure(model, sums.tuples), sums.diag, sums.pairs, columns, fixed,
-                                   response)
+    structure = level_structure(model, sums.tuples)
+    pairs, sums.tuples, sums.pairs = sums.pairs, None, None
+    cp = CrossProducts.from_sums(structure, sums.diag, pairs, columns, fixed, response)
+    del pairs
+    structure.a_pos = {}
+    return cp
