@@ -80,8 +80,7 @@ def _fit(args, data: pd.DataFrame):
         kw = dict(chains=args.chains, iter=args.iter, seed=args.seed)
         if lmm:
             return _require(mp, "bayes_lmer")(args.formula, data, **kw)
-        bayes_family = "neg_binomial_2" if family == "negative_binomial" else family   # rstanarm's name
-        fam_kw = {"family": bayes_family} if args.link is None else {"family": bayes_family, "link": args.link}
+        fam_kw = {"family": family} if args.link is None else {"family": family, "link": args.link}
         return _require(mp, "bayes_glmer")(args.formula, data, **fam_kw, **kw)
     if lmm:
         return mp.lmer(args.formula, data, REML=not args.ml)

@@ -733,9 +733,7 @@ class NegativeBinomial(Family):
 
     def prepare(self, y: np.ndarray, weights: np.ndarray | None, name: str = "response") -> Response:
         check_poisson_response(y, name, family="negative binomial")
-        yv = np.asarray(y, dtype=float)
-        prior = np.ones(yv.size) if weights is None else np.asarray(weights, dtype=float)
-        return Response(y=yv, weights=prior, trials=np.ones(yv.size), two_column=False)
+        return single_column_response(y, weights)
 
     def simulate(self, rng: np.random.Generator, mu: np.ndarray, resp: Response | None = None,
                  aux=None) -> np.ndarray:

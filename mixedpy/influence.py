@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .covstruct import vech_indices
 from .errors import DataError, DiagnosticWarning
 from .newdata import model_rows
 from .predict_se import u_rows, unscaled_quadratic
@@ -76,10 +77,9 @@ def var_cov_names(fit) -> list[str]:
     out = ["sigma^2"]
     for t in vc.terms:
         names = t.coef_names
-        for c in range(len(names)):
-            for r in range(c, len(names)):
-                nm = f"v[{names[r]}]" if r == c else f"C[{names[r]},{names[c]}]"
-                out.append(f"{t.label}:{nm}" if several else nm)
+        for r, c in zip(*vech_indices(len(names))):
+            nm = f"v[{names[r]}]" if r == c else f"C[{names[r]},{names[c]}]"
+            out.append(f"{t.label}:{nm}" if several else nm)
     return out
 
 
@@ -87,9 +87,7 @@ def var_cov_values(fit) -> np.ndarray:
     """sigma^2 (1 for binomial and Poisson) and each term's covariance, lower triangle by columns."""
     parts = [np.array([fit.sigma ** 2])]
     for t in fit.varcorr().terms:
-        k = t.cov.shape[0]
-        cols, rows = np.triu_indices(k)   # (c, r) with r >= c, ordered by column
-        parts.append(t.cov[rows, cols])
+        parts.append(t.cov[vech_indices(t.cov.shape[0])])
     return np.concatenate(parts)
 
 

@@ -38,6 +38,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .errors import MixedpyError
+from .getme import lambda_matrix, z_matrix
 from .threads import block_threads
 
 
@@ -161,14 +162,13 @@ def _compute(fit) -> KRAdjusted:
     terms = fit.terms
     X = np.asarray(fit.design.X, dtype=float)
     n, p = X.shape
-    Z = sp.hstack([t.z_matrix() for t in terms]).tocsc()
+    Z = z_matrix(fit)
     q = Z.shape[1]
     s2 = float(fit.sigma) ** 2
     with block_threads(q):
         Ss = (Z.T @ Z).tocsr()                                    # Z'Z, sparse
         ZtX = np.asarray(Z.T @ X)
-        Lam = sp.block_diag([sp.kron(sp.eye(t.n_levels), sp.csr_matrix(T)) for t, T in
-                             zip(terms, fit.relative_factors())]).tocsr()
+        Lam = lambda_matrix(fit).tocsr()
         G = (Lam.T @ Ss).tocsr()                                  # Lambda'Z'Z
         K = (G @ Lam).toarray()                                   # Lambda'Z'Z Lambda + I = LL'
         K[np.diag_indices(q)] += 1.0

@@ -28,7 +28,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from .anova_contrasts import FixedTerms, marginal, type1, zapsmall
+from .anova_contrasts import FixedTerms, _few_terms, marginal, type1, zapsmall
 from .errors import DataError, FormulaError, MixedpyError
 from .formula.bars import _expand_group, top_level_chars
 from .formula.design import _eval_expr
@@ -332,7 +332,7 @@ def _drop1_f(fit, scope, ddf: str, force_get_contrasts: bool, data, namespace) -
     scope = _scope(scope, terms, ft.labels, lmertest=True)
     if fit.design.dropped_columns or force_get_contrasts:
         Ls = _difference_hypotheses(fit, scope, data, namespace)
-    elif ft.X.shape[1] <= 1 or len(ft.labels) <= 1:
+    elif _few_terms(ft):
         Ls = type1(ft)     # lmerTest's get_contrasts_marginal falls back to type 1 here
     else:
         Ls = {lab: marginal(ft, t) for t, lab in enumerate(ft.labels)}
@@ -549,7 +549,7 @@ def ranova(fit, reduce_terms: bool = True, *, data=None) -> pd.DataFrame:
     namespace = _user_namespace()
     data = model_data(fit, data, namespace)
     old = model_formula(fit, data)
-    lhs, rhs = split_formula(old)
+    rhs = split_formula(old)[1]
     bars = findbars(rhs)
     full = update_formula(old, ". ~ " + " + ".join([nobars(rhs)] + [f"({b})" for b in bars]))
     if reduce_terms:

@@ -74,25 +74,33 @@ def data_rows(fit, values: np.ndarray) -> pd.Series:
     return out
 
 
+def check_type(type: str) -> str:
+    """``type`` if it is one of lme4's residual types, else a ValueError naming them."""
+    if type not in TYPES:
+        raise ValueError(f"type must be one of {', '.join(map(repr, TYPES))}, got {type!r}")
+    return type
+
+
+def glmm_residuals(family, y, mu, wt, eta, type: str) -> np.ndarray:
+    """lme4's ``residuals.glmResp``: sign(y - mu) sqrt(d_i) (deviance), (y - mu) sqrt(w / V(mu))
+    (pearson), (y - mu) / (d mu / d eta) (working) or y - mu (response)."""
+    if type == "deviance":
+        d = np.sqrt(np.maximum(family.dev_resids(y, mu, wt), 0.0))
+        return np.where(y > mu, d, -d)
+    if type == "pearson":
+        return (y - mu) * np.sqrt(wt / family.variance(mu))
+    if type == "working":
+        return (y - mu) / family.mu_eta(eta)
+    return y - mu
+
+
 def residual_values(fit, type: str | None = None, scaled: bool = False) -> np.ndarray:
     """The residuals of the rows the fit used (see the module docstring), as an array."""
     glmm = is_glmm(fit)
-    type = ("deviance" if glmm else "response") if type is None else type
-    if type not in TYPES:
-        raise ValueError(f"type must be one of {', '.join(map(repr, TYPES))}, got {type!r}")
+    type = check_type(("deviance" if glmm else "response") if type is None else type)
     eta = fit.linear_predictor()
     if glmm:
-        fam, y, wt = fit.family, fit.problem.y, fit.problem.wt
-        mu = fam.linkinv(eta)
-        if type == "deviance":
-            d = np.sqrt(np.maximum(fam.dev_resids(y, mu, wt), 0.0))
-            r = np.where(y > mu, d, -d)
-        elif type == "pearson":
-            r = (y - mu) * np.sqrt(wt / fam.variance(mu))
-        elif type == "working":
-            r = (y - mu) / fam.mu_eta(eta)
-        else:
-            r = y - mu
+        r = glmm_residuals(fit.family, fit.problem.y, fit.family.linkinv(eta), fit.problem.wt, eta, type)
     else:
         r = np.asarray(fit.design.y, dtype=float) - eta
         if type in ("pearson", "deviance") and fit.design.weights is not None:
@@ -105,9 +113,7 @@ def _dask_residuals(fit, type: str | None, scaled: bool):
     if is_glmm(fit):
         r = fit.residuals("deviance" if type is None else type)   # DaskGlmerFit's own, per partition
     else:
-        type = "response" if type is None else type
-        if type not in TYPES:
-            raise ValueError(f"type must be one of {', '.join(map(repr, TYPES))}, got {type!r}")
+        type = check_type("response" if type is None else type)
         if type in ("pearson", "deviance") and fit.design.weights is not None:
             raise NotImplementedError("weighted Pearson residuals of a Dask lmer fit: use type='response'")
         r = fit.resid
@@ -126,4 +132,4 @@ def residuals(fit, type: str | None = None, scaled: bool = False):
     return data_rows(fit, residual_values(fit, type, scaled))
 
 
-__all__ = ["residuals", "residual_values", "data_rows", "with_na_action", "carry_na_action", "check_na_action", "is_glmm"]
+__all__ = ["residuals", "residual_values", "glmm_residuals", "check_type", "data_rows", "with_na_action", "carry_na_action", "check_na_action", "is_glmm"]

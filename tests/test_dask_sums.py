@@ -46,7 +46,7 @@ def test_the_client_keeps_no_per_tuple_arrays():
     model = finish(plan, map_reduce(ddf, discover_partition, combine_discovery, plan))
     sums = map_reduce(ddf, partition_sums, combine_sums, model)
     assert sums.tuples.dtype == np.int32 and sums.tuples.shape[1] == 2
-    keep = kept_columns(model.fixed_names, sums.stats, sums.n)
+    keep = kept_columns(model.fixed_names, sums.stats)
     cp = cross_products(dataclasses.replace(model, kept=keep), sums, keep, response_shift(model))
     assert sums.tuples is None and sums.pairs is None and cp.structure.a_pos == {}
     assert sums.sum_w == sums.n == len(DATA.dropna())

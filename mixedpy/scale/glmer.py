@@ -29,6 +29,7 @@ from ..glmm import MAXIT, TOL_PWRSS, PIRLSError, PirlsState, _first_iteration_fa
 from ..linalg.blocked import CrossProducts
 from ..linalg.response import ResponseScaling
 from ..optimize import emit
+from ..residuals import check_type, glmm_residuals
 from ..terms import b_from_u, relative_factors
 from ..validation import check_bool, check_constant_response
 from .lmer import _design
@@ -293,17 +294,7 @@ def _glmm_rows(part, model: Model, family, beta, b_list, what: str) -> pd.Series
     mu = family.linkinv(eta)
     if what == "fitted":
         return pd.Series(mu, index=rows.index, dtype=float)
-    y, wt = A.resp.y, A.resp.weights
-    if what == "deviance":
-        d = family.dev_resids(y, mu, wt)
-        out = np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
-    elif what == "pearson":
-        out = (y - mu) * np.sqrt(wt) / np.sqrt(family.variance(mu))
-    elif what == "working":
-        out = (y - mu) / family.mu_eta(eta)
-    else:
-        out = y - mu
-    return pd.Series(out, index=rows.index, dtype=float)
+    return pd.Series(glmm_residuals(family, A.resp.y, mu, A.resp.weights, eta, what), index=rows.index, dtype=float)
 
 
 class DaskGlmerFit(GlmerFit):
@@ -331,9 +322,7 @@ class DaskGlmerFit(GlmerFit):
 
     def residuals(self, type: str = "deviance"):
         """lme4's ``residuals(glmerMod, type)`` as a Dask Series."""
-        if type not in ("deviance", "pearson", "working", "response"):
-            raise ValueError(f"type must be 'deviance', 'pearson', 'working' or 'response', got {type!r}")
-        return self._rows(type)
+        return self._rows(check_type(type))
 
     def linear_predictor(self, newdata=None, re_form=None, allow_new_levels: bool = False):
         if newdata is None and re_form is None:
@@ -372,7 +361,7 @@ def glmer(formula: str, data, family="binomial", link: str | None = None, nAGQ: 
             arrays = list(dask.persist(*arrays))
         summary = passes.run(arrays, design_summary, combine_summaries, None, "design")
         check_constant_response(summary.y_range, None, plan.parsed.response, f"a {fam.name} GLMM")
-        keep = kept_columns(model.fixed_names, summary.stats, summary.n)
+        keep = kept_columns(model.fixed_names, summary.stats)
         model = dataclasses.replace(model, kept=keep)
         arrays = [dask.delayed(_keep_columns, pure=True)(a, keep) for a in arrays]
         if persist:

@@ -108,7 +108,7 @@ def reduced_lmm(formula: str, data, weights, offset, env, progress, what: str, s
         sums = passes.run(data, partition_sums, combine_sums, model, "cross-products")
     finally:
         passes.close()
-    keep = kept_columns(model.fixed_names, sums.stats, sums.n)
+    keep = kept_columns(model.fixed_names, sums.stats)
     model = dataclasses.replace(model, kept=keep)
     cross = cross_products(model, sums, keep, response_shift(model))
     return model, sums, ReducedLMMProblem(model.terms, cross, sums.n, sums.ldW, theta_start(model, sums)), passes

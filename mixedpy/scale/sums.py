@@ -262,7 +262,7 @@ def combine_sums(a: Sums, b: Sums) -> Sums:
 
 
 # -- the reduced system ---------------------------------------------------------------------------
-def kept_columns(names: list[str], stats: ColumnStats, n: int) -> np.ndarray:
+def kept_columns(names: list[str], stats: ColumnStats) -> np.ndarray:
     """lme4's rank check (and scale check) from the reduced column statistics; warns as in memory."""
     keep = validation.drop_rank_deficient(stats.r_factor)
     validation.warn_rank_deficient([names[j] for j in range(len(names)) if j not in set(keep.tolist())])
