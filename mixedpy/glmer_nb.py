@@ -151,12 +151,17 @@ class _Fitter:
 
     def __init__(self, design: ModelDesign, nAGQ: int, control: glmerControl, name: str):
         self.design, self.nAGQ, self.control, self.data_name = design, nAGQ, control, name
+        self._first: GLMMProblem | None = None
 
     def problem(self, family: Family) -> GLMMProblem:
+        """The design's GLMMProblem under ``family``; the block structure is analysed only once."""
         d = self.design
         resp = family.prepare(d.y, d.weights, name=d.response_name)
         check_constant_response(resp.y, resp.weights, d.response_name, f"a {family.name} GLMM")
-        return GLMMProblem(d.terms, d.X, resp, family, d.offset)
+        if self._first is None:
+            self._first = GLMMProblem(d.terms, d.X, resp, family, d.offset)
+            return self._first
+        return self._first.with_family(family, resp)
 
     def fit(self, family: Family, start=None) -> GlmerFit:
         """glmer's two-stage fit (the Poisson start and the first fit at theta_0)."""

@@ -38,6 +38,8 @@ default ``use.hessian``), falling back to (R_X'R_X)^{-1} when H is not positive 
 """
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -223,6 +225,15 @@ class GLMMProblem:
         self.aic_const = family.loglik_const(resp)
         self.scalar = len(terms) == 1 and terms[0].k == 1
         self.n_evals = 0
+
+    def with_family(self, family: Family, resp: Response) -> "GLMMProblem":
+        """The same design (X, terms and its analysed block structure) under another ``family`` and
+        its validated ``resp``: glmer.nb refits one design at many NB thetas."""
+        new = copy.copy(self)
+        new.resp, new.y, new.wt, new.family = resp, resp.y, resp.weights, family
+        new.aic_const = family.loglik_const(resp)
+        new.n_evals = 0
+        return new
 
     # -- random part ------------------------------------------------------------------
     def relative_factors(self, theta: np.ndarray) -> list[np.ndarray]:
