@@ -18,11 +18,12 @@ plans (:mod:`mixedpy.linalg.structure`) for every walker, and the left-looking b
   all walkers at once (one sparse indicator matrix times a (pairs, W k_i k_j) array);
 * updates from the first term (whose diagonal block has no fill) are Gram products: with
   M_l = T_1 (F_l F_l')^{-1} T_1' per level (d = t_1^2 / diag(Lambda_1'Z_1'WZ_1 Lambda_1 + I) for a
-  scalar first term), the update L_i1 L_j1' is Lambda_i' (G_ij m) Lambda_j for a sparse G_ij fixed
-  for the model (the structure's ``GramPlan``, numeric G from ``CrossProducts._gram_matrix``;
-  the [X | y] row's as (A_F1 M) A_j1', ``blocked.weighted_rows``), so all walkers cost one sparse
-  product with the (J_1 m, W) matrix of weights, and the log density never forms L_i1 at all
-  when each of its uses is such a product;
+  scalar first term), the update L_i1 L_j1' is Lambda_i' (A_i1 M A_j1') Lambda_j with the bracket a
+  product of sparse matrices fixed for the model (the structure's ``GramPlan``; numeric
+  ``blocked.GramOperator``, shared with the per-walker kernel) with the (J_1 m, W) matrix of weights
+  or with Y = A_i1 M per walker; the [X | y] row's is (A_F1 M) A_j1' (``blocked.fixed_row_update``,
+  the per-walker kernel's code).  So all walkers cost a few sparse products, and the log density
+  never forms L_i1 at all when each of its uses is such a product;
 * Dense blocks, (W, rows, cols): batched products, and one LAPACK factor per walker for large
   diagonal blocks (``dpotrf`` in place; numpy's stacked Cholesky copies twice and cannot say which
   walker failed) or a stacked numpy factor for small ones.  A large dense remainder (crossed
@@ -50,8 +51,8 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from ..threads import block_threads
-from .blocked import CrossProducts, gram_only_terms, gram_weights, weighted_rows
-from .structure import DENSE, SPARSE
+from .blocked import CrossProducts, fixed_row_terms, fixed_row_update, gram_only_terms, gram_weights
+from .structure import DENSE, SPARSE, gram_form
 
 #: bytes of factor storage per chunk of walkers
 MEMORY_BUDGET = 128 * 2 ** 20
@@ -279,6 +280,7 @@ class BatchedKernel:
         #: terms i whose block L_i1 only enters updates with a Gram matrix: the log density never
         #: needs its values (the solves of the conditional draws do)
         self._gram_only = gram_only_terms(self.st)
+        self._fixed_rows = fixed_row_terms(self.st)
 
     # ----- sizes ------------------------------------------------------------------------------
     def walker_bytes(self) -> int:
@@ -296,6 +298,14 @@ class BatchedKernel:
                 transient = max(transient, st.patterns[i, j].nnz * st.k[i] * p1)
             else:
                 total += cp.widths[i] * cp.widths[j]
+        # Y = A_i1 M of the rows-form Gram operators and of the [X | y] row (blocked.weighted_rows);
+        # for a term whose L_i1 the log density does not form (gram_only_terms), Y takes its place
+        sources = {i for (i, j, _), g in st.grams.items() if i not in self._gram_only
+                   and gram_form(st.k[0], st.k[i], st.k[j], g.nnz) == "rows"}
+        for i in sources | ({T} if self._fixed_rows else set()):
+            n = st.patterns[i, 0].nnz * st.k[i] if i < T else p1 * st.J[0]
+            total += n * st.k[0]
+            transient = max(transient, n)
         for (i, j, kk), plan in st.plans.items():
             pairs = plan[2].size
             transient = max(transient, 2 * pairs * st.k[i] * st.k[j])
@@ -329,19 +339,22 @@ class BatchedKernel:
         targets, S = self._summing(key, it)
         return targets, (S @ contrib.reshape(contrib.shape[0], -1)).reshape((targets.size,) + contrib.shape[1:])
 
-    def _gram(self, key) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray | None]:
-        """(targets, G restricted to the rows of its nonempty target blocks, levels standing for G's
-        columns or None) of the structure's Gram plan ``key``, from :meth:`CrossProducts._gram_matrix`
-        (which merges the columns of levels with equal weights)."""
+    def _gram(self, key):
+        """(targets, operator): the nonempty target blocks of the structure's Gram plan ``key`` and its
+        :class:`~mixedpy.linalg.blocked.GramOperator` (:meth:`CrossProducts.gram_operator`) restricted
+        to them, sharing its storage."""
         got = self._ind.get(("gram",) + key)
         if got is None:
-            G, rep = self.cp._gram_matrix(key)
-            i, j, _ = key
-            K = self.st.k[i] * self.st.k[j]
             targets = np.flatnonzero(np.diff(self.st.grams[key].indptr))
-            rows = (targets[:, None] * K + np.arange(K)[None, :]).reshape(-1)
-            got = self._ind[("gram",) + key] = (targets, G[rows], rep)
+            got = self._ind[("gram",) + key] = (targets, self.cp.gram_operator(key).restricted(targets))
         return got
+
+    def _rows_y(self, i: int) -> np.ndarray:
+        """Y = A_i1 M per walker, (k_1, N, R, W) (CrossProducts.first_column_rows), once per factor."""
+        Y = self._first_rows.get(i)
+        if Y is None:
+            Y = self._first_rows[i] = self.cp.first_column_rows(i, self._gram_d)
+        return Y
 
     def sparse_times(self, i: int, j: int, V: np.ndarray, D: np.ndarray, trans: bool = False) -> np.ndarray:
         """D S' (``trans``: D S) for Sparse block S = (i, j) with values V (nnz, W, k_i, k_j) and a
@@ -396,6 +409,7 @@ class BatchedKernel:
         p1 = cp.p + 1
         ok = np.ones(W, bool)
         self._T = T_list
+        self._first_rows = {}
         L = {}
         # 1. L_ij = Lambda_i' A_ij Lambda_j (+ I on the diagonal)
         for j in range(T):
@@ -450,6 +464,7 @@ class BatchedKernel:
                         self._update(L, i, j, kk)
                     if L[i, j] is not None:
                         self._rdiv(L, i, j, fac[j], inv[j])
+        self._first_rows = {}
         return BatchedFactor(self, L, fac, inv, ok, ldL2, L[T, T])
 
     def schur(self, T_list: list[np.ndarray], budget: int | None = None):
@@ -476,8 +491,8 @@ class BatchedKernel:
         if key in getattr(st, "grams", {}):
             self._gram_update(target, key, tt)
             return
-        if i == self.cp.T and j < i and self._fixed_gram(j, kk) is not None:
-            self._fixed_gram_update(target, j)
+        if i == self.cp.T and kk == 0 and j in self._fixed_rows:
+            self._fixed_row_update(target, j)
             return
         if ta == SPARSE and tb == SPARSE:
             plan = st.plans.get(key)
@@ -510,15 +525,16 @@ class BatchedKernel:
             target -= A_ @ np.swapaxes(B_, 1, 2)
 
     def _gram_update(self, target, key, tt):
-        """target -= T_i' (G m) T_j with the structure's Gram plan (first column Diagonal or BlkDiag:
-        :class:`~mixedpy.linalg.structure.GramPlan`), m the weights of each level and walker: one
-        sparse product for all walkers and a small sandwich per target block."""
+        """target -= T_i' (A_i1 M A_j1') T_j with the structure's Gram plan (first column Diagonal or
+        BlkDiag: :class:`~mixedpy.linalg.structure.GramPlan`), M the weights of each level and walker:
+        sparse products for all walkers at once (blocked.GramOperator) and a small sandwich per target
+        block."""
         i, j, _ = key
-        targets, G, rep = self._gram(key)
-        st, W = self.st, self._gram_d.shape[1]
+        targets, op = self._gram(key)
+        st = self.st
         ki, kj = st.k[i], st.k[j]
-        U = G @ (self._gram_d if rep is None else self._gram_d[rep])            # (targets ki kj, W)
-        U = np.moveaxis(U.reshape(targets.size, ki, kj, W), 3, 1)              # (targets, W, ki, kj)
+        U = op.apply(self._gram_d if op.source is None else self._rows_y(i))    # (targets, ki, kj, W)
+        U = np.moveaxis(U, 3, 1)                                                 # (targets, W, ki, kj)
         Ti, Tj = self._T[i], self._T[j]
         if ki == 1 and kj == 1:
             U = U * (Ti[:, 0, 0] * Tj[:, 0, 0])[None, :, None, None]
@@ -526,33 +542,18 @@ class BatchedKernel:
             U = np.swapaxes(Ti, 1, 2)[None] @ U @ Tj[None]
         self._subtract(target, i, j, tt, targets, U)
 
-    # ----- Gram matrices of the updates from the first column ----------------------------------------
+    # ----- updates from the first column ----------------------------------------------------------------
     # The first diagonal block has no fill, so with M_l = T_1 (F_l F_l')^{-1} T_1' per level every
     # update from the first column is  L_i1 L_j1' = Lambda_i' (A_i1 M A_j1') Lambda_j,  and the
-    # bracket is G m for a sparse G fixed for the model (the structure's GramPlan and
-    # CrossProducts._gram_matrix): each theta costs one sparse product with the (J_1 m, W) matrix of
-    # the walkers' weights and a small sandwich per target block, instead of gathering and
-    # multiplying every pair for every walker.  The [X | y] row is done the same way (_fixed_gram).
+    # bracket is a fixed sparse operator applied to the walkers' weights or to Y = A_i1 M
+    # (blocked.GramOperator): each theta costs sparse products with a walker axis and a small
+    # sandwich per target block, instead of gathering and multiplying every pair for every walker.
+    # The [X | y] row is done the same way (blocked.fixed_row_update), by the code of the per-walker
+    # kernel.
 
-    def _fixed_gram(self, j: int, kk: int) -> sp.csr_matrix | None:
-        """A_j1 (blocked.CrossProducts.a_operator) for the [X | y] row's update from the first
-        column, L_F1 L_j1' = (A_F1 M) A_j1' Lambda_j; None when L_j1 is not Sparse."""
-        if kk != 0 or self.st.types[j, 0] != SPARSE:
-            return None
-        return self.cp.a_operator(j)
-
-    def _fixed_gram_update(self, target, j: int):
-        """L_Fj -= (A_F1 M) A_j1' Lambda_j for every walker (blocked.weighted_rows); target
-        (W, p+1, J_j k_j)."""
-        W = target.shape[0]
-        st, AF = self.st, self.cp.A[self.cp.T, 0]
-        p1, kj = AF.shape[0], st.k[j]
-        V = weighted_rows(AF.reshape(p1, st.J[0], st.k[0]), self._gram_d)    # (W, p+1, J_1, k_1)
-        U = (self._fixed_gram(j, 0) @ V.reshape(W * p1, -1).T).T                # (W (p+1), q_j)
-        U = U.reshape(W, -1, kj)                                                # (W, (p+1) J_j, k_j)
-        Tj = self._T[j]
-        U = U * Tj[:, 0, 0][:, None, None] if kj == 1 else U @ Tj
-        target -= U.reshape(target.shape)
+    def _fixed_row_update(self, target, j: int):
+        """L_Fj -= (A_F1 M) A_j1' Lambda_j for every walker; target (W, p+1, J_j k_j)."""
+        target -= fixed_row_update(self.cp, j, self._rows_y(self.cp.T), self._T[j])
 
     def _subtract(self, target, i, j, tt, targets, sums):
         """target[targets] -= sums (targets, W, k_i, k_j): entries of a sparse or block-diagonal

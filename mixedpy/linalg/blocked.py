@@ -19,8 +19,9 @@ once per set of weights.  Each theta then costs, as MixedModels.jl's ``updateL!`
 2. a left-looking block Cholesky: for j = 1..T+1,
    L_jj -= sum_k L_jk L_jk',  L_jj = chol(L_jj),
    L_ij -= sum_k L_ik L_jk',  L_ij = L_ij L_jj^{-T}  (i > j),
-   where updates from a Diagonal first column between scalar terms are products of a fixed sparse
-   Gram matrix with a weight vector (structure.GramPlan), other updates into Sparse and
+   where updates from the (block-)diagonal first column, the [X | y] row's included, are products
+   of fixed sparse matrices with the first term's weights or with Y = A_i1 M (structure.GramPlan,
+   GramOperator, weighted_rows; Y once per theta and block row), other updates into Sparse and
    block-diagonal blocks, and sparse x sparse' updates into Dense blocks, fixed-pattern scatters
    (index plans from the structure, applied with bincount), the other updates into Dense blocks
    sparse x dense or dense x dense products, block-diagonal factors entry-by-entry Cholesky factors
@@ -45,9 +46,15 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+try:                                     # scipy's CSR kernels, for products accumulated in place
+    from scipy.sparse import _sparsetools
+except ImportError:                      # pragma: no cover - then GramOperator uses H @ x
+    _sparsetools = None
+
 from ..threads import block_threads
 from .response import ResponseScaling
 from .cholmod import CholmodFactor
+from .outer import sparse_outer
 from . import structure as _structure
 from .structure import BLKDIAG, CHOLMOD, CHOLMOD_MIN_ORDER, DENSE, DIAGONAL, SPARSE, BlockStructure
 
@@ -359,37 +366,174 @@ def _gram_values(st: BlockStructure, key, A: dict) -> sp.csr_matrix:
     return _block_rows_csr(g.indptr, g.n_cols, ki * kj, k1 * (k1 + 1) // 2, values)
 
 
-def weighted_rows(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """X M level by level: X (R, J, k) rows over the first term's coefficients, w (J m, ...) the
-    Gram weights (the distinct entries of the symmetric M_l, :func:`gram_weights`, trailing axes
-    e.g. walkers).  Returns (..., R, J, k).
+def weighted_rows(Xc: np.ndarray, w: np.ndarray, levels: np.ndarray | None = None,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """Y = X M block by block: Y_n = X_n M_l(n) for blocks X_n (R x k_1) of the first term's columns.
 
-    The [X | y] row's update from the first column is  L_F1 L_j1' = (A_F1 M) A_j1' Lambda_j:  with
-    V = A_F1 M formed this way (p+1 rows, k^2 vector operations) it is one product of the fixed
-    sparse A_j1 with V' -- memory of the size of A_j1, not of a Gram matrix."""
-    J, k = X.shape[1], X.shape[2]
+    ``Xc`` (k_1, N, R) holds the columns of the N blocks component-major (contiguous, formed once:
+    :meth:`CrossProducts.row_components`); ``w`` (J_1 m, ...) the Gram weights, the distinct entries
+    of the symmetric M_l (:func:`gram_weights`; trailing axes e.g. walkers); ``levels`` (N,) the
+    first-term level of each block (None: block n is level n, the [X | y] row).  Returns
+    (k_1, N, R, ...), component-major, so that each Y[b] is a contiguous (N, R ...) operand of a
+    sparse product (:class:`GramOperator`).
+
+    The first diagonal block has no fill, so  L_i1 L_j1' = Lambda_i' (A_i1 M A_j1') Lambda_j  for every
+    later block row i, [X | y] included (structure.GramPlan): Y = A_i1 M is the part that changes with
+    theta, k_1^2 vector operations over the blocks, once per factorization and term."""
+    k = Xc.shape[0]
     m = k * (k + 1) // 2
-    Wt = w.reshape((J, m) + w.shape[1:])
+    vec = w.shape[1:]
+    Wt = w.reshape((-1, m) + vec)
+    ext = (slice(None), None)                             # (N, 1, ...) against (N, R, ...)
     comp = {}
     for c, (a, b) in enumerate(zip(*_sym_pairs(k))):
-        comp[a, b] = comp[b, a] = np.moveaxis(Wt[:, c], 0, -1)[..., None, :]     # (..., 1, J)
-    out = np.empty(w.shape[1:] + X.shape)
+        comp[a, b] = comp[b, a] = c
+    X = Xc.reshape(Xc.shape + (1,) * len(vec))
+    if out is None:
+        out = np.empty(Xc.shape + vec)
     for b in range(k):
-        acc = X[:, :, 0] * comp[0, b]
-        for a in range(1, k):
-            acc = acc + X[:, :, a] * comp[a, b]
-        out[..., b] = acc
+        acc = out[b]
+        for a in range(k):
+            # one weight component at a time: for many blocks (and walkers) the gathered weights
+            # are the size of Y itself
+            wc = Wt[:, comp[a, b]]
+            wc = (wc if levels is None else wc[levels])[ext]
+            if a == 0:
+                np.multiply(X[0], wc, out=acc)
+            else:
+                acc += X[a] * wc
+    return out
+
+
+def _add_product(H: sp.csr_matrix, x: np.ndarray, out: np.ndarray) -> None:
+    """out += H x for CSR H and C-contiguous x (N, R), out (n, R), accumulated in place by scipy's CSR
+    kernels: the k_j k_1 products of a rows-form GramOperator go into one output, without a new
+    array (and its page faults) per product; through ``H @ x`` where those kernels are missing."""
+    n, m = H.shape
+    try:
+        if x.shape[1] == 1:
+            _sparsetools.csr_matvec(n, m, H.indptr, H.indices, H.data, x.reshape(-1), out.reshape(-1))
+        else:
+            _sparsetools.csr_matvecs(n, m, x.shape[1], H.indptr, H.indices, H.data, x.reshape(-1),
+                                     out.reshape(-1))
+    except (AttributeError, TypeError, ValueError):
+        out += H @ x
+
+
+def _restrict_rows(M: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """The rows ``rows`` (increasing) of M when every other row is empty: a new indptr over M's data
+    and indices, no copy."""
+    indptr = M.indptr[np.append(rows, M.shape[0])]
+    return sp.csr_matrix((M.data, M.indices, indptr), shape=(rows.size, M.shape[1]), copy=False)
+
+
+@dataclass(frozen=True)
+class GramOperator:
+    """The bracket  U = A_i1 M A_j1'  of an update from the first block column (structure.GramPlan) as
+    fixed sparse matrices, formed once per cross-products (:meth:`CrossProducts.gram_operator`), in
+    one of two forms (structure.gram_form decides):
+
+    * levels (``source`` None): one CSR G with k_i k_j rows per target block and a column per
+      distinct entry of each first-term level's M_l (:meth:`CrossProducts._gram_matrix`), so U = G m
+      for the weights m (for a scalar first term, columns of levels with equal weight merged: ``rep``);
+    * rows (``source`` the block row i): U[:, r, s] = sum_b H_sb Y_b[:, r] with
+      Y = A_i1 M per theta (:func:`weighted_rows`) and, per entry (s, b) of A_j1's k_j x k_1 blocks,
+      H_sb the CSR over the plan's pairs with entries A_j1[ib]_sb and column indices ia, the plan's own
+      array (shared, not copied).  A pair costs k_j k_1 numbers against the levels form's
+      k_i k_j k_1 (k_1 + 1) / 2 (at 2,000,000 rows of ``y ~ x + (x | a) + (1 | b)`` with 50,000 x 800
+      levels: 40M pairs, 0.6 GB instead of 1.4 GB) and, that large, the products are faster too.
+    """
+
+    mats: tuple           # rows: ((H_s0, ..., H_s,k1-1) for s < k_j); levels: ((G,),)
+    ki: int
+    kj: int
+    source: int | None = None
+    rep: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return self.mats[0][0].shape[0] // (self.ki * self.kj if self.source is None else 1)
+
+    def apply(self, x: np.ndarray, work=_fresh) -> np.ndarray:
+        """U (n_rows, k_i, k_j, ...) from the weights (levels form, (J_1, ...)) or from Y (rows form,
+        (k_1, N, k_i, ...) from :func:`weighted_rows`); trailing axes (walkers) carried along.
+        ``work(name, shape)`` provides the rows form's output (see CrossProducts.factor's scratch)."""
+        if self.source is None:
+            G = self.mats[0][0]
+            U = G @ (x if self.rep is None else x[self.rep])
+            return U.reshape((-1, self.ki, self.kj) + x.shape[1:])
+        N, tail = x.shape[1], x.shape[2:]
+        R = int(np.prod(tail))
+        U = work("gram", (self.kj, self.mats[0][0].shape[0], R))
+        U[...] = 0.0
+        for s, row in enumerate(self.mats):
+            for b, H in enumerate(row):
+                _add_product(H, x[b].reshape(N, R), U[s])
+        U = U.reshape((self.kj, -1) + tail)
+        return np.moveaxis(U, 0, 2)                # (n_rows, k_i, k_j, ...)
+
+    def restricted(self, rows: np.ndarray) -> "GramOperator":
+        """The operator on the target blocks ``rows`` only (the others must be empty), sharing storage."""
+        K = self.ki * self.kj if self.source is None else 1
+        r = (np.asarray(rows, dtype=np.int64)[:, None] * K + np.arange(K)[None, :]).reshape(-1)
+        mats = tuple(tuple(_restrict_rows(H, r) for H in row) for row in self.mats)
+        return GramOperator(mats, self.ki, self.kj, self.source, self.rep)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays the operator holds, each buffer once (the rows form's matrices share
+        their indices and indptr, which are the plan's ``ia`` and ``indptr``)."""
+        seen = {}
+        for row in self.mats:
+            for H in row:
+                for a in (H.data, H.indices, H.indptr):
+                    seen[a.__array_interface__["data"][0]] = a.nbytes
+        return sum(seen.values())
+
+
+def _gather(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """values[index] in chunks of GRAM_CHUNK: numpy turns an int32 index into a 64-bit copy first,
+    which for 10^7-10^8 pairs is more than the result."""
+    values = np.ascontiguousarray(values)
+    out = np.empty(index.size, dtype=values.dtype)
+    step = max(1, _structure.GRAM_CHUNK)
+    for s0 in range(0, index.size, step):
+        np.take(values, index[s0:s0 + step], out=out[s0:s0 + step])
     return out
 
 
 def gram_only_terms(st: BlockStructure) -> set:
     """Terms i (0-based, i >= 1) whose first-column block L_i1 enters every update as a Gram
     product: ``grams`` holds (i, j, 0) and (m, i, 0) for every term 1 <= j <= i < m (the [X | y]
-    row's update from it is then (A_F1 M) A_i1' Lambda_i, :func:`weighted_rows`).  An objective
+    row's update from it is then (A_F1 M) A_i1' Lambda_i, :func:`fixed_row_terms`).  An objective
     that reads only the log-determinants and pwrss never needs L_i1's values."""
     T, grams = st.n_terms, st.grams
     return {i for i in range(1, T)
             if all((i, j, 0) in grams for j in range(1, i + 1)) and all((m, i, 0) in grams for m in range(i + 1, T))}
+
+
+def fixed_row_terms(st: BlockStructure) -> set:
+    """Terms j >= 1 whose update of the [X | y] row from the first column, L_F1 L_j1', is taken as
+    (A_F1 M) A_j1' Lambda_j (:func:`fixed_row_update`): those with L_j1 Sparse.  Both kernels decide
+    by this, so neither needs L_j1 for it."""
+    return {j for j in range(1, st.n_terms) if st.types[j, 0] == SPARSE}
+
+
+def fixed_row_update(cp: "CrossProducts", j: int, Y_F: np.ndarray, Tj: np.ndarray) -> np.ndarray:
+    """(A_F1 M) A_j1' Lambda_j, the update of block (F, j) of L from the first column, from
+    Y_F = A_F1 M (:meth:`CrossProducts.first_column_rows` of the [X | y] row, (k_1, J_1, p+1, ...)
+    viewing level-major storage): one product of the fixed sparse A_j1 (q_j x q_1) with Y_F' --
+    memory of the size of A_j1, not of a Gram matrix.
+
+    ``Tj`` is (k_j, k_j) (returns (p+1, q_j)) or a walker batch (W, k_j, k_j) with Y_F's trailing
+    axis W (returns (W, p+1, q_j)): the one code of both kernels."""
+    V = np.moveaxis(Y_F, 0, 1)                                # (J_1, k_1, p+1, ...), contiguous
+    U = cp.a_operator(j) @ V.reshape(V.shape[0] * V.shape[1], -1)
+    U = U.reshape((-1, Tj.shape[-1]) + V.shape[2:])           # (J_j, k_j, p+1, ...)
+    U = np.moveaxis(U, (0, 1, 2), (-2, -1, -3))               # (..., p+1, J_j, k_j)
+    Tb = Tj if Tj.ndim == 2 else Tj[:, None]
+    U = U * Tb if Tj.shape[-1] == 1 else U @ Tb
+    return U.reshape(U.shape[:-2] + (-1,))
 
 
 class CrossProducts:
@@ -490,12 +634,35 @@ class CrossProducts:
 
     def with_structure(self, structure: BlockStructure) -> "CrossProducts":
         """These cross-products under another structure with the same storage of A (e.g.
-        ``structure.without_cholmod()``, which changes only diagonal blocks and their Gram plans)."""
+        ``structure.without_cholmod()``, which changes only diagonal blocks and their Gram plans, or
+        ``self.structure`` itself).
+
+        What was formed from A under plans and patterns the new structure shares (the same objects)
+        is kept: the Gram operators and the first-column pieces (so that the Dask ``bayes_lmer``
+        reuses its REML fit's), the sparse templates and the diagonal parts.  Not kept: whatever
+        reads the [X | y] row, which a caller may replace (mixedpy.scale.bayes does), and the
+        scratch work arrays (each copy factors on its own)."""
         cp = self.__class__.__new__(self.__class__)
         cp.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_")})
         cp.structure = structure
         cp._set_sizes(structure, self.p)
-        cp._templates = {}
+        old = self.structure
+
+        def shared(name: str, key) -> bool:
+            mine = getattr(old, name)
+            return key in mine and getattr(structure, name).get(key) is mine[key]
+
+        def keep(entry) -> bool:
+            kind, key = entry if len(entry) == 2 else (None, None)    # (kind, key); else a stale entry
+            if kind in ("levels", "op"):
+                return shared("grams", key)
+            if kind == "A" or (kind == "rows" and key < self.T):
+                return shared("patterns", (key, 0))
+            return False
+
+        cp._gram_cache = {k: v for k, v in self.__dict__.get("_gram_cache", {}).items() if keep(k)}
+        cp._diag_cache = dict(self.__dict__.get("_diag_cache", {}))
+        cp._templates = {k: v for k, v in self._templates.items() if shared("patterns", k)}
         cp._bd_index = self._block_diagonal_positions(structure)
         return cp
 
@@ -645,6 +812,7 @@ class CrossProducts:
         # (for sparse products) is built at most once per factorization
         self._ops = {}
         self._T_list = T_list
+        self._first_rows = {}       # Y = A_i1 M per block row for this theta (first_column_rows)
         # the dense blocks after the first term are the only place where more than one BLAS thread
         # can pay off, and only for a large system (mixedpy.threads)
         with block_threads(self.m):
@@ -659,7 +827,7 @@ class CrossProducts:
                     self._update_diag(L, j, kk)
                 if j < T and _is_blockdiag(types[j, j]):
                     fac[j], inv[j] = _batch_cholesky(L[j, j], functools.partial(self._work, j))
-                    if j == 0 and st.grams:
+                    if j == 0 and (st.grams or self._fixed_row_terms()):
                         # the Gram plans' weights: the entries of M_l = T_1 (F_l F_l')^{-1} T_1'
                         # (structure.GramPlan), t_1^2 / diag(D) for a scalar first term
                         self._gram_weights = gram_weights(T_list[0], np.moveaxis(inv[0], 0, -1)).T.reshape(-1)
@@ -673,6 +841,7 @@ class CrossProducts:
                     if L[i, j] is not None:
                         self._rdiv(L, i, j, fac[j], inv.get(j))
         ops, self._ops = self._ops, {}
+        self._first_rows = {}
         return BlockedFactor(self, T_list, L, fac, inv, ops)
 
     @staticmethod
@@ -743,21 +912,21 @@ class CrossProducts:
         return P
 
     def _gram_matrix(self, key) -> tuple[sp.csr_matrix, np.ndarray | None]:
-        """G of the :class:`~mixedpy.linalg.structure.GramPlan` ``key``, formed once per
-        cross-products (lazily: :meth:`from_sums` builds A elsewhere), and the levels standing for
-        its columns.
+        """G of the levels form of :class:`GramOperator` (scalar first term) for the
+        :class:`~mixedpy.linalg.structure.GramPlan` ``key``, formed once per cross-products (lazily:
+        :meth:`from_sums` builds A elsewhere), and the levels standing for its columns.
 
         Row (t, r, s) of G is entry (r, s) of target block t; column (l, c) the c-th distinct entry
         (a, b), a >= b (:func:`_sym_pairs` order), of the first term's weight M_l, with coefficient
         A_i1[ia]_ra A_j1[ib]_sb (+ A_i1[ia]_rb A_j1[ib]_sa when a != b) per pair (ia, ib) of the plan.
 
-        For a scalar first term the weight of column c, t_1^2 / (1 + t_1^2 a_c) with
-        a_c = (Z_1'WZ_1)_cc, depends on a_c alone, so the columns of levels with equal a_c (without
+        For a scalar first term the weight of column l, t_1^2 / (1 + t_1^2 a_l) with
+        a_l = (Z_1'WZ_1)_ll, depends on a_l alone, so the columns of levels with equal a_l (without
         weights: equal counts; InstEval's 2,972 students have 86) are summed once here and G shrinks
         (by a third on InstEval).  The second value picks one level per merged column (None when
         nothing merged)."""
         cache = self.__dict__.setdefault("_gram_cache", {})
-        out = cache.get(key)
+        out = cache.get(("levels", key))
         if out is None:
             G = _gram_values(self.structure, key, self.A)
             rep = None
@@ -773,27 +942,101 @@ class CrossProducts:
                     G = merged
                 else:
                     rep = None
-            out = cache[key] = (G, rep)
+            out = cache["levels", key] = (G, rep)
         return out
 
+    def gram_operator(self, key) -> GramOperator:
+        """The :class:`GramOperator` of Gram plan ``key`` = (i, j, 0) in the form the structure decides
+        (structure.gram_form: levels for a scalar first term, whose G then merges columns, and for
+        small plans; rows for a vector-valued first term beyond, k_1 numbers per pair and target
+        entry instead of k_1 (k_1 + 1) / 2), formed once."""
+        cache = self.__dict__.setdefault("_gram_cache", {})
+        op = cache.get(("op", key))
+        if op is None:
+            st = self.structure
+            i, j, _ = key
+            if _structure.gram_form(st.k[0], st.k[i], st.k[j], st.grams[key].nnz) == "levels":
+                G, rep = self._gram_matrix(key)
+                op = GramOperator(((G,),), st.k[i], st.k[j], None, rep)
+            else:
+                g, Aj = st.grams[key], self.A[j, 0]
+                shape = (g.indptr.size - 1, st.patterns[i, 0].nnz)
+                # H_sb: the entries (s, b) of the pairs' A_j1 blocks on the plan's own ia and indptr
+                mats = tuple(tuple(sp.csr_matrix((_gather(Aj[:, s_, b], g.ib), g.ia, g.indptr), shape=shape,
+                                                 copy=False) for b in range(st.k[0])) for s_ in range(st.k[j]))
+                op = GramOperator(mats, st.k[i], st.k[j], i)
+            cache["op", key] = op
+        return op
+
+    def a_operator(self, j: int) -> sp.csr_matrix:
+        """A_j1 = Z_j'WZ_1 (Sparse block (j, 1) of the cross-products) as scipy CSR, formed once
+        (:func:`fixed_row_update`)."""
+        cache = self.__dict__.setdefault("_gram_cache", {})
+        S = cache.get(("A", j))
+        if S is None:
+            S = cache["A", j] = self.sparse_block(j, 0, self.A[j, 0])
+        return S
+
+    def row_components(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(Xc, levels) for :func:`weighted_rows`: the blocks of A_i1 (block row i < T, Sparse) or of
+        A_F1 ([X | y], i = T) component-major (k_1, N, R), contiguous, and each block's first-term
+        level (None for A_F1, whose block n is level n).  They do not depend on theta: formed once."""
+        cache = self.__dict__.setdefault("_gram_cache", {})
+        got = cache.get(("rows", i))
+        if got is None:
+            st = self.structure
+            if i == self.T:
+                X3 = self.A[i, 0].reshape(self.p + 1, st.J[0], st.k[0]).transpose(1, 0, 2)
+                levels = None
+            else:
+                X3, levels = self.A[i, 0], st.patterns[i, 0].cols
+            got = cache["rows", i] = (np.ascontiguousarray(np.moveaxis(X3, 2, 0)), levels)
+        return got
+
+    def first_column_rows(self, i: int, w: np.ndarray, work=_fresh) -> np.ndarray:
+        """Y = A_i1 M (i = T: A_F1 M) for the Gram weights ``w`` (:func:`weighted_rows`), (k_1, N, R, ...);
+        for the [X | y] row a view of level-major storage (N, k_1, R, ...), as A_j1's columns are
+        (:func:`fixed_row_update`).  ``work(name, shape)`` provides the storage."""
+        Xc, levels = self.row_components(i)
+        k, N = Xc.shape[0], Xc.shape[1]
+        if i == self.T:
+            out = np.moveaxis(work("Y", (N, k) + Xc.shape[2:] + w.shape[1:]), 0, 1)
+        else:
+            out = work("Y", Xc.shape + w.shape[1:])
+        return weighted_rows(Xc, w, levels, out)
+
+    def _rows_y(self, i: int) -> np.ndarray:
+        """:meth:`first_column_rows` of block row i for this factorization's theta, formed once."""
+        Y = self._first_rows.get(i)
+        if Y is None:
+            Y = self._first_rows[i] = self.first_column_rows(i, self._gram_weights,
+                                                             functools.partial(self._work, ("rows", i)))
+        return Y
+
     def _gram_product(self, key) -> np.ndarray:
-        """-T_i' (G m) T_j, the update of a Gram plan (see GramPlan), as a new array in the storage
-        of the target: (q_i, q_j) for a Dense block, (blocks, k_i, k_j) otherwise."""
+        """-T_i' (A_i1 M A_j1') T_j, the update of a Gram plan (see GramPlan, GramOperator), as a new
+        array in the storage of the target: (q_i, q_j) for a Dense block, (blocks, k_i, k_j) otherwise."""
         st = self.structure
         i, j, _ = key
-        G, rep = self._gram_matrix(key)
-        w = self._gram_weights if rep is None else self._gram_weights[rep]
+        op = self.gram_operator(key)
         Ti, Tj = self._T_list[i], self._T_list[j]
         ki, kj = Ti.shape[0], Tj.shape[0]
-        if ki == 1 and kj == 1:
-            U = G @ (w * -(Ti[0, 0] * Tj[0, 0]))
+        scalar = ki == 1 and kj == 1
+        if op.source is None:
+            # scaling the weights (J_1) rather than the product (the targets)
+            w = self._gram_weights * -(Ti[0, 0] * Tj[0, 0]) if scalar else self._gram_weights
+            U = op.apply(w)
         else:
-            U = _small_sandwich(Ti, (G @ w).reshape(-1, ki, kj), Tj)
+            U = op.apply(self._rows_y(i), functools.partial(self._work, ("gram", key)))
+            if scalar:
+                U *= -(Ti[0, 0] * Tj[0, 0])
+        if not scalar:
+            U = _small_sandwich(Ti, U, Tj)
             np.negative(U, out=U)
         if st.types[i, j] != DENSE:
             return U.reshape(-1, ki, kj)
         Ji, Jj = st.J[i], st.J[j]
-        if ki == 1 and kj == 1:
+        if scalar:
             return U.reshape(Ji, Jj)
         return U.reshape(Ji, Jj, ki, kj).transpose(0, 2, 1, 3).reshape(Ji * ki, Jj * kj)
 
@@ -804,13 +1047,12 @@ class CrossProducts:
             got = self._gram_only_terms = gram_only_terms(self.structure)
         return got
 
-    def a_operator(self, j: int) -> sp.csr_matrix:
-        """A_j1 = Z_j'WZ_1 (Sparse block (j, 1) of the cross-products) as scipy CSR, formed once."""
-        cache = self.__dict__.setdefault("_gram_cache", {})
-        S = cache.get(("A", j))
-        if S is None:
-            S = cache["A", j] = self.sparse_block(j, 0, self.A[j, 0])
-        return S
+    def _fixed_row_terms(self) -> set:
+        """:func:`fixed_row_terms` of this structure (cached)."""
+        got = self.__dict__.get("_fixed_rows")
+        if got is None:
+            got = self._fixed_rows = fixed_row_terms(self.structure)
+        return got
 
     def _gram_update(self, target, key) -> bool:
         """target -= T_i' (G m) T_j (a Gram plan's update); False when the update has no Gram plan."""
@@ -853,7 +1095,7 @@ class CrossProducts:
                 self._scatter_dense(L[j, j], j, j, plan, S, S)
             else:
                 M = self._op(L, j, kk)
-                L[j, j] -= (M @ M.T).toarray()
+                L[j, j] -= sparse_outer(M)
         else:
             L[j, j] -= _abt(S, S)
 
@@ -862,14 +1104,9 @@ class CrossProducts:
         st = self.structure
         if self._gram_update(L[i, j], (i, j, kk)):
             return
-        if i == self.T and kk == 0 and j in self._gram_only():
-            # the [X | y] row: L_Fj -= (A_F1 M) A_j1' Lambda_j (weighted_rows); L_j1 is not formed
-            AF = self.A[i, 0]
-            V = weighted_rows(AF.reshape(AF.shape[0], st.J[0], st.k[0]), self._gram_weights)
-            U = (self.a_operator(j) @ V.reshape(AF.shape).T).T          # (p+1, q_j)
-            Tj = self._T_list[j]
-            U = U * Tj[0, 0] if Tj.shape[0] == 1 else U.reshape(-1, Tj.shape[0]) @ Tj
-            L[i, j] -= U.reshape(L[i, j].shape)
+        if i == self.T and kk == 0 and j in self._fixed_row_terms():
+            # the [X | y] row: L_Fj -= (A_F1 M) A_j1' Lambda_j, with no use of L_j1 (fixed_row_update)
+            L[i, j] -= fixed_row_update(self, j, self._rows_y(i), self._T_list[j])
             return
         ti = st.types[i, j]
         ta, tb = st.types[i, kk], st.types[j, kk]
@@ -996,10 +1233,10 @@ class BlockedFactor:
         return self.fac[self.cp.T]
 
     # ----- products and solves with the (u, beta) part of L -----------------------------------
-    def _segments(self, v: np.ndarray) -> list[np.ndarray]:
+    def _segments(self, v: np.ndarray, first: int = 0) -> list[np.ndarray]:
         cp = self.cp
-        bounds = list(cp.offsets) + [cp.q + cp.p]
-        return [v[bounds[j]:bounds[j + 1]] for j in range(cp.T + 1)]
+        bounds = np.asarray(list(cp.offsets) + [cp.q + cp.p]) - cp.offsets[first]
+        return [v[bounds[j]:bounds[j + 1]] for j in range(first, cp.T + 1)]
 
     def _block_op(self, i: int, j: int) -> object:
         """Block (i, j), i > j, of the (u, beta) part of L as an operator (sparse or dense)."""
@@ -1027,13 +1264,14 @@ class BlockedFactor:
             return Ljj.solve(x, trans)
         return _lower_solve(Ljj, x, trans)
 
-    def _solve_lower_all(self, v: np.ndarray) -> np.ndarray:
-        seg = self._segments(np.asarray(v, dtype=float))
+    def _solve_lower_all(self, v: np.ndarray, first: int = 0) -> np.ndarray:
+        """Forward solve with the block rows and columns from ``first`` on (v in their coordinates)."""
+        seg = self._segments(np.asarray(v, dtype=float), first)
         out = []
-        for j in range(self.cp.T + 1):
-            r = seg[j]
-            for kk in range(j):
-                r = r - self._block_op(j, kk) @ out[kk]
+        for j in range(first, self.cp.T + 1):
+            r = seg[j - first]
+            for kk in range(first, j):
+                r = r - self._block_op(j, kk) @ out[kk - first]
             out.append(self._diag_solve(j, np.asarray(r), trans=False))
         return np.concatenate(out, axis=0)
 
@@ -1059,6 +1297,16 @@ class BlockedFactor:
         c = self._solve_lower_all(np.concatenate([v1, v2], axis=0))
         q1 = self.cp.q1
         return c[:q1], c[q1:]
+
+    def solve_lower_rest(self, v: np.ndarray) -> np.ndarray:
+        """Solve L_RR c = v over (u_rest, beta): L_RR, the blocks after the first term's, is the
+        factor of the Schur complement of the first term's diagonal block (mixedpy.row_quadratic)."""
+        return self._solve_lower_all(v, first=1)
+
+    def first_column_below(self) -> sp.csr_matrix:
+        """L_R1: the blocks below the first term's diagonal block, stacked ((q - q1 + p) x q1)."""
+        parts = [self._block_op(i, 0) for i in range(1, self.cp.T + 1)]
+        return sp.vstack([sp.csr_matrix(b) for b in parts], format="csr")
 
     def coefficients(self) -> tuple[np.ndarray, np.ndarray]:
         """(u-hat of length q, beta-hat of length p) of y: back-substitution with the last row of L,

@@ -27,8 +27,8 @@ The pattern of block (i, j) of L is the pattern of Z_i'Z_j plus the fill
 
 An update from the first block column (crossed or nested random intercepts: InstEval, two large
 crossed factors; a random-slope first term crossed with an intercept, ``(x | b) + (1 | a)``) is a
-product of a fixed sparse "Gram" matrix with one vector of weights per theta (:class:`GramPlan`,
-``grams``): the weights are the entries of the first term's k_1 x k_1 per-level matrices.  Other
+product of fixed sparse "Gram" matrices with the first term's k_1 x k_1 per-level weights, or with
+the rows A_i1 M they make (:class:`GramPlan`, ``grams``; mixedpy.linalg.blocked.GramOperator).  Other
 Schur-complement updates into a
 ``Sparse`` block or a ``Diagonal``/``BlkDiag`` block are fixed-pattern scatters whose index lists
 (``plans``) are computed here; so are sparse x sparse' updates into a
@@ -81,14 +81,20 @@ SYMBOLIC_FLOP_CAP = 50_000_000
 #: (a few bytes of index per pair); larger ones use scipy's sparse product
 DENSE_PLAN_LIMIT = 20_000_000
 
-#: a Gram plan (see :class:`GramPlan`; about 16 bytes per pair while it is in use) is built for at
-#: most this many block pairs; larger updates use a scatter plan or scipy's sparse product
+#: a Gram plan (see :class:`GramPlan`; 8 bytes per pair, and 8 to 12 per pair and stored entry for
+#: its numeric operator) is built for at most this many block pairs; larger updates use a scatter
+#: plan or scipy's sparse product
 GRAM_PAIR_LIMIT = 40_000_000
 #: ... from chunks of about this many pairs
 GRAM_CHUNK = 2_000_000
-#: a Gram plan's matrix has at most this many entries (12 bytes each): pairs times k_i k_j times the
-#: k_1 (k_1 + 1) / 2 distinct entries of the first term's per-level weight (1 for scalar terms)
+#: a Gram plan's numeric operator has at most this many entries: pairs times :func:`gram_entries`
 GRAM_ENTRY_LIMIT = 160_000_000
+#: with a vector-valued first term, the levels form of a Gram operator (:func:`gram_form`) is used up
+#: to this many entries, the rows form beyond: at 200,000 rows of ``y ~ x + (x | a) + (1 | b)``
+#: (5,000 x 800 levels, 12M entries) an evaluation took 10% less time in the levels form (one
+#: product with the weights, no Y); at 500,000 and 1,000,000 rows (30M, 60M) 20% more, and the rows
+#: form holds less than half the bytes
+GRAM_LEVELS_LIMIT = 16_000_000
 
 FULL = "full"  # pattern marker: every level pair may be nonzero
 
@@ -173,6 +179,19 @@ def _small_int(a: np.ndarray) -> np.ndarray:
     return a.astype(np.int32) if a.size == 0 or a.max() < 2 ** 31 - 1 else a
 
 
+def _pair_counts(A: BlockPattern, B: BlockPattern, lower: bool = False):
+    """(order, start, n_pairs) of :func:`_column_pairs`: B's blocks by column (then row), where each
+    column starts in that order, and the number of pairs of each block of A."""
+    order = np.argsort(B.cols, kind="stable")       # by column, then by row (B is in CSR order)
+    count = np.bincount(B.cols, minlength=A.shape[1])
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    if lower:
+        rank = np.empty(A.nnz, dtype=np.int64)      # position of each block among its column's
+        rank[order] = np.arange(A.nnz) - start[A.cols[order]]
+        return order, start, rank + 1
+    return order, start, count[A.cols]
+
+
 def _column_pairs(A: BlockPattern, B: BlockPattern, lower: bool = False, chunk: int | None = None):
     """Index pairs (ia, ib) of the nonzero blocks of A (i, k) and B (j, k) sharing a column of block
     column k: every term of A B' (blocks of A in CSR order, each with B's blocks of its column).
@@ -181,15 +200,7 @@ def _column_pairs(A: BlockPattern, B: BlockPattern, lower: bool = False, chunk: 
     the lower triangle of A A'.  Yields the pairs in chunks of about ``chunk`` pairs (all at once
     when None), each of whole block rows of A, so that large plans are built without every
     temporary at full length."""
-    order = np.argsort(B.cols, kind="stable")       # by column, then by row (B is in CSR order)
-    count = np.bincount(B.cols, minlength=A.shape[1])
-    start = np.concatenate([[0], np.cumsum(count)[:-1]])
-    if lower:
-        rank = np.empty(A.nnz, dtype=np.int64)      # position of each block among its column's
-        rank[order] = np.arange(A.nnz) - start[A.cols[order]]
-        n_pairs = rank + 1
-    else:
-        n_pairs = count[A.cols]
+    order, start, n_pairs = _pair_counts(A, B, lower)
     cum = np.cumsum(n_pairs)
     total = int(cum[-1]) if cum.size else 0
     if chunk is None or total <= chunk:
@@ -236,10 +247,21 @@ def _pair_plan_int64(A: BlockPattern, B: BlockPattern, target):
     return ia, ib, it
 
 
-def gram_entries(k1: int, ki: int, kj: int) -> int:
-    """Entries of a Gram matrix per block pair: k_i k_j target entries times the k_1 (k_1 + 1) / 2
-    distinct entries of the first term's symmetric per-level weight (see :class:`GramPlan`)."""
-    return ki * kj * k1 * (k1 + 1) // 2
+def gram_form(k1: int, ki: int, kj: int, pairs: int) -> str:
+    """The form of a Gram plan's numeric operator (mixedpy.linalg.blocked.GramOperator): "levels"
+    (k_i k_j k_1 (k_1 + 1) / 2 coefficients per pair, a column per entry of the first term's
+    weights: always for a scalar first term, whose columns of equal weight then merge) or "rows"
+    (the k_j k_1 entries of the pair's A_j1 block, columns the blocks of A_i1: for a vector-valued
+    first term once the levels form would exceed :data:`GRAM_LEVELS_LIMIT` entries)."""
+    if k1 == 1 or pairs * ki * kj * k1 * (k1 + 1) // 2 <= GRAM_LEVELS_LIMIT:
+        return "levels"
+    return "rows"
+
+
+def gram_entries(k1: int, ki: int, kj: int, form: str) -> int:
+    """Entries per block pair of a Gram plan's numeric operator of this ``form`` (:func:`gram_form`;
+    12 bytes each in the levels form, 8 in the rows form, which shares the plan's indices)."""
+    return ki * kj * k1 * (k1 + 1) // 2 if form == "levels" else kj * k1
 
 
 def _stable_group(it: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -262,20 +284,19 @@ class GramPlan:
         L_i1 L_j1' = T_i' [ A_i1 M A_j1' ] T_j,    M_l = T_1 (F_l F_l')^{-1} T_1',
 
     a sum over the pairs of blocks A_i1[ia], A_j1[ib] in the same column l of the k_i x k_j products
-    A_i1[ia] M_l A_j1[ib]', linear in the k_1 (k_1 + 1) / 2 distinct entries of the symmetric M_l.
-    So the bracket is G m for a sparse G (rows: the k_i x k_j entries of each target block; columns:
-    the distinct entries of M_l for every level l) holding the products of the pairs' entries,
-    which do not depend on theta, and m the stacked entries of the M_l.  G is formed once per
-    cross-products (:meth:`mixedpy.linalg.blocked.CrossProducts._gram_matrix`); each theta then
-    costs one sparse matrix-vector product with G and a small sandwich with T_i, T_j per target
-    block instead of a scatter of pair products.  For scalar terms this is t_i t_j G d with
-    d_l = t_1^2 / (1 + t_1^2 (Z_1'WZ_1)_ll) (MixedModels.jl reaches the same bilinear form by its
-    rank-k updates; here the pairs' products are precomputed).
+    A_i1[ia] M_l A_j1[ib]' = Y[ia] A_j1[ib]' with Y = A_i1 M (block by block).  The pairs' entries
+    do not depend on theta, so the bracket is a product of fixed sparse matrices formed once per
+    cross-products (:class:`mixedpy.linalg.blocked.GramOperator`) with Y (k_1 > 1: k_j k_1 numbers
+    per pair) or, for a scalar first term, with the weights d_l = t_1^2 / (1 + t_1^2 (Z_1'WZ_1)_ll)
+    themselves (the pairs' products precomputed, t_i t_j G d); each theta then costs sparse
+    matrix-vector products and a small sandwich with T_i, T_j per target block instead of a
+    scatter of pair products (MixedModels.jl reaches the same bilinear form by its rank-k updates).
 
-    The plan itself depends only on the level codes: ``ia``/``ib`` are the pairs in the CSR order of
-    the block-level G (rows = target storage positions; the column level of a pair is the column of
-    its block ``ia``, not stored: at 10^7-10^8 pairs every array counts); ``n_rows`` is
-    the number of blocks of the target's storage.
+    The plan itself depends only on the level codes: ``ia``/``ib`` are the pairs in CSR order by
+    target block (rows = target storage positions; the column level of a pair is the column of its
+    block ``ia``, not stored: at 10^7-10^8 pairs every array counts; ``ia`` is also the column index
+    array of the rows-form operator, shared); ``n_rows`` is the number of blocks of the target's
+    storage.
     """
 
     ia: np.ndarray
@@ -288,8 +309,13 @@ class GramPlan:
     def build(cls, A: BlockPattern, B: BlockPattern, target, n_rows: int, lower: bool = False) -> "GramPlan":
         """``lower``: only the lower triangle of a diagonal target (always for ``"dense-lower"``)."""
         lower = lower or (isinstance(target, str) and target == "dense-lower")
-        ia, ib = [], []
+        total = int(_pair_counts(A, B, lower)[2].sum())
+        # the pairs go straight into their final arrays (int32 where the indices fit): no list of
+        # chunks to concatenate, whose copy would double the plan's size at its peak
+        ia = np.empty(total, dtype=np.int32 if A.nnz < 2 ** 31 - 1 else np.int64)
+        ib = np.empty(total, dtype=np.int32 if B.nnz < 2 ** 31 - 1 else np.int64)
         counts = np.zeros(n_rows, dtype=np.int64)
+        done = 0
         # A chunk holds whole block rows of A and every target position it = f(row of A, row of B)
         # grows with the row of A, so sorting each chunk by it sorts them all: CSR order (rows of G
         # = the target's entries) without a global sort.
@@ -297,11 +323,10 @@ class GramPlan:
             it = _target_index(A, B, a, b, target)
             order, n_it = _stable_group(it, n_rows)
             counts += n_it
-            ia.append(_small_int(a[order]))
-            ib.append(_small_int(b[order]))
+            ia[done:done + a.size] = a[order]
+            ib[done:done + a.size] = b[order]
+            done += a.size
             del it, order, a, b
-        ia = np.concatenate(ia)
-        ib = np.concatenate(ib)
         indptr = np.zeros(n_rows + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
         if indptr[-1] < 2 ** 31 - 1:
@@ -469,8 +494,8 @@ class BlockStructure:
     def _add_gram(self, i: int, j: int, kk: int) -> bool:
         """Store a :class:`GramPlan` for the update of block (i, j) by block column kk when it applies:
         kk is the first column (Diagonal or BlkDiag: nothing fills it), both factors are ``Sparse``,
-        the plan has at most :data:`GRAM_PAIR_LIMIT` pairs and its Gram matrix at most
-        :data:`GRAM_ENTRY_LIMIT` entries (pairs x k_i k_j x k_1 (k_1 + 1) / 2)."""
+        the plan has at most :data:`GRAM_PAIR_LIMIT` pairs and its numeric operator at most
+        :data:`GRAM_ENTRY_LIMIT` entries (pairs x :func:`gram_entries` of its :func:`gram_form`)."""
         types, k = self.types, self.k
         if kk != 0:
             return False
@@ -480,7 +505,8 @@ class BlockStructure:
         pairs = _pair_flops(A_, B_)
         if i == j:
             pairs = (pairs + A_.nnz) // 2        # the lower triangle only
-        if pairs > GRAM_PAIR_LIMIT or pairs * gram_entries(k[0], k[i], k[j]) > GRAM_ENTRY_LIMIT:
+        if pairs > GRAM_PAIR_LIMIT or pairs * gram_entries(k[0], k[i], k[j], gram_form(k[0], k[i], k[j], pairs)) \
+                > GRAM_ENTRY_LIMIT:
             return False
         tt = types[i, j]
         if tt == SPARSE:

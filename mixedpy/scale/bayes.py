@@ -85,7 +85,8 @@ def centering_of(model: Model, sums: Sums) -> tuple[Centering, np.ndarray]:
 
 def reduced_system(model: Model, sums: Sums, keep: np.ndarray, shift: float, cross) -> LMMSystem:
     """The posterior's :class:`LMMSystem` from the reduced sums: [Xc | y_tilde] in the last block row of
-    a shallow copy of the REML fit's cross-products ``cross`` (its Z'WZ blocks and structure shared)."""
+    a shallow copy of the REML fit's cross-products ``cross`` (its Z'WZ blocks, structure and the
+    Gram operators formed from them shared: ``CrossProducts.with_structure``)."""
     centering, C = centering_of(model, sums)
     Cy = np.eye(C.shape[0] + 1)
     Cy[:-1, :-1] = C
