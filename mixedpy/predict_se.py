@@ -13,8 +13,8 @@ Lambda, x_i'] in those coordinates,
 
     se_fit_i^2 = sigma^2 r_i A^{-1} r_i' = sigma^2 ||L^{-1} r_i'||^2,
 
-computed by forward solves with L on blocks of rows (no inverse is formed).  The terms a
-prediction leaves out (``re_form``) and the rows of a new level contribute 0 to r_i, as their
+computed from the blocked factor by :mod:`mixedpy.row_quadratic` (no n x n matrix is formed).  The
+terms a prediction leaves out (``re_form``) and the rows of a new level contribute 0 to r_i, as their
 effects are 0 in the prediction; with no random effects (``re_form=NA``) this is
 sqrt(x_i' sigma^2 (R_X'R_X)^{-1} x_i), the fixed effects' vcov.  theta is held at its estimate (its
 uncertainty is not propagated, as in lme4).  For glmer the factor is the one at the final PIRLS
@@ -38,51 +38,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from scipy import stats
 
 from .newdata import ModelRows, model_rows, selected_terms, term_matrices
 from .residuals import data_rows, is_glmm
-
-#: elements of the dense right-hand side per block of rows in the forward solves
-BLOCK_ELEMENTS = 4_000_000
-
-
-def u_rows(fit, rows: ModelRows) -> sp.csr_matrix:
-    """The random-effects part z_i' Lambda of each row in the u coordinates (n x q, sparse):
-    for term t at level j, the k_t columns of (t, j) hold M_i T_t; 0 for new levels."""
-    T_list = fit.relative_factors()
-    offsets = np.concatenate([[0], np.cumsum([t.n_coefs for t in fit.terms])])
-    n = rows.X.shape[0]
-    r_parts, c_parts, v_parts = [], [], []
-    for tr in rows.terms:
-        k = fit.terms[tr.index].k
-        ok = np.flatnonzero(tr.codes >= 0)
-        r_parts.append(np.repeat(ok, k))
-        c_parts.append((offsets[tr.index] + tr.codes[ok][:, None] * k + np.arange(k)[None, :]).ravel())
-        v_parts.append((tr.matrix[ok] @ T_list[tr.index]).ravel())
-    cat = (lambda parts, dt: np.concatenate(parts).astype(dt)) if r_parts else (lambda parts, dt: np.zeros(0, dt))
-    return sp.csr_matrix((cat(v_parts, float), (cat(r_parts, np.int64), cat(c_parts, np.int64))),
-                         shape=(n, int(offsets[-1])))
-
-
-def unscaled_quadratic(fit, Zu: sp.csr_matrix, X: np.ndarray) -> np.ndarray:
-    """r_i A^{-1} r_i' for the rows r_i = [Zu_i, X_i] (see the module docstring), by forward solves
-    L c = r' on blocks of rows."""
-    factor = fit.state.factor
-    n, q = Zu.shape
-    p = X.shape[1]
-    if Zu.nnz == 0:   # no random effects: x_i' (R_X'R_X)^{-1} x_i
-        return np.einsum("ia,ab,ib->i", X, factor.unscaled_vcov(), X)
-    q1 = factor.cp.q1
-    out = np.empty(n)
-    step = max(1, BLOCK_ELEMENTS // max(q + p, 1))
-    for s in range(0, n, step):   # the loop is over blocks of rows, to bound the memory of the solve
-        e = min(n, s + step)
-        V = np.vstack([Zu[s:e].T.toarray(), X[s:e].T])
-        c1, c2 = factor.solve_lower(V[:q1], V[q1:])
-        out[s:e] = np.einsum("ij,ij->j", c1, c1) + np.einsum("ij,ij->j", c2, c2)
-    return out
+from .row_quadratic import unscaled_quadratic
 
 
 def _left_out_variance(fit, rows: ModelRows, chosen: list[int], newdata) -> np.ndarray:
@@ -126,7 +86,7 @@ def prediction_frame(fit, newdata=None, re_form=None, allow_new_levels: bool = F
     chosen = selected_terms(fit.terms, re_form)
     rows = model_rows(fit.design, chosen, newdata, allow_new_levels)
     eta = rows.linear_predictor(fit.beta, fit.b_list)
-    var = fit.scale * unscaled_quadratic(fit, u_rows(fit, rows), rows.X)
+    var = fit.scale * unscaled_quadratic(fit, rows)
     se = np.sqrt(var)
     out = {"fit": eta, "se_fit": se}
     if interval is not None:
@@ -140,11 +100,17 @@ def prediction_frame(fit, newdata=None, re_form=None, allow_new_levels: bool = F
         if interval is not None:
             a, b = fam.linkinv(out["lwr"]), fam.linkinv(out["upr"])
             out["lwr"], out["upr"] = np.minimum(a, b), np.maximum(a, b)
-    frame = pd.DataFrame(out)
+    return pd.DataFrame({c: prediction_rows(fit, v, newdata) for c, v in out.items()})
+
+
+def prediction_rows(fit, values: np.ndarray, newdata=None) -> pd.Series:
+    """Predictions ``values`` (one per row predicted) as ``predict`` returns them: indexed like
+    ``newdata`` (0..n-1 when it is not a pandas object), or for the fit's own rows (``newdata``
+    None) like the data's rows as ``fit.na_action`` lays them out (:func:`mixedpy.residuals.data_rows`)."""
     if newdata is None:
-        return pd.DataFrame({c: data_rows(fit, v) for c, v in frame.items()})
-    frame.index = newdata.index if isinstance(newdata, (pd.DataFrame, pd.Series)) else pd.RangeIndex(len(eta))
-    return frame
+        return data_rows(fit, values)
+    index = newdata.index if isinstance(newdata, (pd.DataFrame, pd.Series)) else pd.RangeIndex(len(values))
+    return pd.Series(values, index=index)
 
 
-__all__ = ["prediction_frame", "u_rows", "unscaled_quadratic", "check_interval"]
+__all__ = ["prediction_frame", "prediction_rows", "check_interval"]

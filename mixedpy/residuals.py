@@ -48,16 +48,13 @@ def with_na_action(fit, na_action: str, data: pd.DataFrame):
         if not index.is_unique:
             raise DataError("na_action='exclude' pads the results to the data's rows by their index, which has "
                             "duplicate labels: reset the index (data.reset_index(drop=True)) first")
-        fit.data_index = index
-    fit.na_action = na_action
+        fit.data_index = index   # fit.na_action is derived from it (mixedpy.results)
     return fit
 
 
 def carry_na_action(old, new):
     """A refit keeps the layout of the fit it was made from."""
-    new.na_action = getattr(old, "na_action", "omit")
-    if new.na_action == "exclude":
-        new.data_index = old.data_index
+    new.data_index = getattr(old, "data_index", None)
     return new
 
 

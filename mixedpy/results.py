@@ -17,7 +17,7 @@ from .lmm import LMMProblem, Profiled
 from .lmm_optimize import optimize_lmm
 from .newdata import model_rows, selected_terms
 from .optimize import OptSummary, is_singular
-from .predict_se import prediction_frame
+from .predict_se import prediction_frame, prediction_rows
 from .printing import HtmlPre, Summary, fit_brief, fit_summary
 from .profile import LmerProfiler, profiler
 from .residuals import carry_na_action, data_rows, residuals
@@ -97,9 +97,15 @@ class MixedModelFit(StatsmodelsResults, HtmlPre, DesignBacked):
     opt: OptSummary           # the optimization record
     state: object             # the fitted state; ``state.factor`` is the final BlockedFactor
     messages: list[str]       # convergence messages
-    #: how per-row results are laid out: "omit" (the rows used) or "exclude" (every row of the data,
-    #: NaN where the fit left a row out), as R's na.omit / na.exclude (mixedpy.residuals)
-    na_action: str = "omit"
+    #: the data's row labels when per-row results are padded to every row of the data (R's
+    #: na.exclude), None when they cover the rows used (na.omit); see mixedpy.residuals
+    data_index: pd.Index | None = None
+
+    @property
+    def na_action(self) -> str:
+        """How per-row results are laid out, as R's na.omit / na.exclude: "exclude" (every row of the
+        data, NaN where the fit left a row out) when the fit keeps ``data_index``, else "omit"."""
+        return "omit" if self.data_index is None else "exclude"
 
     @property
     def ngrps(self) -> dict[str, int]:
@@ -255,11 +261,7 @@ class MixedModelFit(StatsmodelsResults, HtmlPre, DesignBacked):
             eta = self._linkinv(eta)
         if not isinstance(eta, np.ndarray):   # already a (Dask) Series indexed by the rows
             return eta
-        if newdata is None:
-            return data_rows(self, eta)
-        else:
-            index = newdata.index if isinstance(newdata, (pd.DataFrame, pd.Series)) else pd.RangeIndex(len(eta))
-        return pd.Series(eta, index=index)
+        return prediction_rows(self, eta, newdata)
 
     def _linkinv(self, eta):
         return eta
