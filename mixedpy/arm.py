@@ -15,7 +15,7 @@ out in :mod:`mixedpy.printing`; lme4's ``simulate`` is in :mod:`mixedpy.simulate
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -324,24 +324,20 @@ def predictive_draws(fit_or_sim, newdata: pd.DataFrame, n_sims: int = 1000, seed
 
 
 def _draw_response(fit, mu: np.ndarray, scale: np.ndarray, rng, trials=None) -> np.ndarray:
-    """Observation noise around mu (S, n): Gaussian with SD scale_s, or the GLMM family."""
-    if fit.use_scale and getattr(fit, "family", None) is None:
-        return mu + scale[:, None] * rng.standard_normal(mu.shape)
+    """Observation noise around mu (S, n): Gaussian with SD scale_s for lmer; for a GLMM the family's
+    draws with phi = sigma^2 and unit prior weights (lme4's ``simulate`` of new rows), binomial ones as
+    counts of successes out of ``trials`` (default 1)."""
     family = getattr(fit, "family", None)
-    if family is not None and family.has_dispersion:   # Gamma, inverse.gaussian, gaussian(link): phi = sigma^2
-        return family.simulate(rng, mu, single_column_response(mu[0]), dispersion=fit.sigma ** 2)
-    name = getattr(family, "name", "gaussian")
-    if name == "negative_binomial":
-        return family.simulate(rng, mu)
-    if name == "binomial":
-        size = np.ones(mu.shape[1], dtype=np.int64) if trials is None else np.broadcast_to(
-            np.asarray(trials, dtype=np.int64), (mu.shape[1],))
-        return rng.binomial(size[None, :], np.clip(mu, 0.0, 1.0))
-    if name == "poisson":
-        return rng.poisson(mu)
-    if name == "gaussian":
+    if family is None:
         return mu + scale[:, None] * rng.standard_normal(mu.shape)
-    raise ValueError(f"predictive draws are implemented for gaussian, binomial and poisson models, not {name!r}")
+    n = mu.shape[1]
+    resp = single_column_response(np.ones(n))
+    if trials is not None:
+        resp = replace(resp, trials=np.broadcast_to(np.asarray(trials, dtype=np.int64), (n,)).astype(float))
+    y = family.simulate(rng, mu, resp, dispersion=fit.sigma ** 2)
+    if family.name == "binomial":      # simulate's binomial draws are proportions of the trials
+        return np.rint(y * resp.trials)
+    return y
 
 
 __all__ = ["display", "sim", "SimResult", "fitted_draws", "predictive_draws", "display_deviance"]

@@ -7,8 +7,10 @@ ch. 2; Bates et al. 2015, section 5 of the lme4 vignette "Computational methods"
 * the link ``eta = g(mu)``, its inverse and ``d mu / d eta``;
 * the variance function ``V(mu)``;
 * deviance residuals ``d_i`` (``sum d_i`` is lme4's conditional ``deviance()``);
-* ``aic(...) = -2 * (conditional log-likelihood)``, the term of the Laplace objective;
-* the starting means of R's ``family$initialize`` and a random generator for ``simulate``;
+* ``aic(...) = -2 * (conditional log-likelihood)``, the term of the Laplace objective (given the
+  deviance PIRLS already has, as R's ``family$aic(y, n, mu, wt, dev)``);
+* the starting means of R's ``family$initialize`` and one random generator, ``simulate(rng, mu, resp,
+  dispersion=, aux=)``, for lme4's ``simulate``, arm's predictive draws and rstanarm's posterior_predict;
 * for the Bayesian fits, ``loglik_eta`` and ``score_info`` at a linear predictor, with rstanarm's
   auxiliary parameter ``aux`` (``aux_name``) for the families with a dispersion.
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
+from .errors import MixedpyError
 from .validation import check_binomial_response, check_poisson_response, check_positive_response
 
 EPS = np.finfo(float).eps
@@ -154,6 +157,12 @@ class Family:
     name: str
     link: Link
     allowed_links = ()
+    default_link = ""
+
+    @classmethod
+    def _link_of(cls, link: str | Link | None) -> Link:
+        """The :class:`Link` for ``link`` (a name or a Link; None: the family's default link)."""
+        return link if isinstance(link, Link) else Link(str(cls.default_link if link is None else link))
 
     def __post_init__(self):
         if self.link.name not in self.allowed_links:
@@ -179,6 +188,33 @@ class Family:
 
     def aux_from_dispersion(self, phi):
         """rstanarm's auxiliary parameter for lme4's dispersion phi; None without a dispersion."""
+        return None
+
+    def aic(self, resp: "Response", mu, const=None, *, dev=None) -> float:
+        """-2 sum_i l_i(mu): R's ``family$aic(y, n, mu, wt, dev)``.  ``const`` is
+        :meth:`loglik_const` of ``resp`` (computed when None); ``dev``, the deviance sum_i d_i at
+        ``mu``, is for callers that have it (PIRLS does): only the families with a dispersion use it,
+        for the plug-in phi-hat = dev / n, and they compute it when None.  As in R it must be the
+        deviance at ``mu`` (R's gaussian and inverse.gaussian formulas assume so)."""
+        return float(-2.0 * np.sum(self._loglik_mu(resp, mu, const)))
+
+    def simulate(self, rng: np.random.Generator, mu, resp: "Response | None" = None, *, dispersion=None,
+                 aux=None) -> np.ndarray:
+        """Random responses with means ``mu`` (any leading axes, the last over the rows of ``resp``) on the
+        family's scale (binomial: proportions of the trials), as R's ``family$simulate`` and lme4's
+        ``simulate``.
+
+        ``resp`` supplies the prior weights and the binomial trials (None: unit weights and one trial per
+        row, as for new rows).  The families with a dispersion draw with phi = ``dispersion`` (lme4's
+        sigma^2) or from rstanarm's ``aux``; the negative binomial with size ``aux`` (default theta); both
+        are a scalar or one value per leading index of ``mu``.  binomial and Poisson have no dispersion
+        (lme4's sigma is 1) and ignore them."""
+        mu = np.asarray(mu, dtype=float)
+        resp = single_column_response(np.ones(mu.shape[-1])) if resp is None else resp
+        return self._draw(rng, mu, resp, self._draw_parameter(mu, dispersion, aux))
+
+    def _draw_parameter(self, mu, dispersion, aux):
+        """The family's parameter of :meth:`simulate` besides mu (None: there is none)."""
         return None
 
     def __str__(self) -> str:
@@ -216,9 +252,10 @@ class Binomial(Family):
     """
 
     allowed_links = ("logit", "probit", "cloglog")
+    default_link = "logit"
 
-    def __init__(self, link: str | Link = "logit"):
-        super().__init__("binomial", link if isinstance(link, Link) else Link(str(link)))
+    def __init__(self, link: str | Link | None = None):
+        super().__init__("binomial", self._link_of(link))
 
     def variance(self, mu):
         return mu * (1.0 - mu)
@@ -231,12 +268,11 @@ class Binomial(Family):
         k = np.round(m * resp.y)
         return special.gammaln(m + 1) - special.gammaln(k + 1) - special.gammaln(m - k + 1)
 
-    def aic(self, resp: Response, mu, const=None) -> float:
-        """-2 log-likelihood of binomial counts round(m y) out of m (R's ``binomial()$aic``)."""
+    def _loglik_mu(self, resp: Response, mu, const=None):
+        """Log-likelihood of binomial counts round(m y) out of m per row at mu (R's ``binomial()$aic``)."""
         scale, k, m = self._counts(resp)
         c = self.loglik_const(resp) if const is None else const
-        ll = c + special.xlogy(k, mu) + special.xlog1py(m - k, -mu)
-        return float(-2.0 * np.sum(scale * ll))
+        return scale * (c + special.xlogy(k, mu) + special.xlog1py(m - k, -mu))
 
     def _counts(self, resp: Response):
         """(prior weight per row, successes k, trials m) as ``aic`` counts them: the prior weights
@@ -298,8 +334,8 @@ class Binomial(Family):
         yv = np.asarray(y, dtype=float)
         return Response(y=yv, weights=prior, trials=binomial_counts(yv, prior)[1], two_column=False)
 
-    def simulate(self, rng: np.random.Generator, mu: np.ndarray, resp: Response) -> np.ndarray:
-        """Draw proportions rbinom(trials, mu) / trials (0 where there are no trials)."""
+    def _draw(self, rng, mu, resp: Response, _):
+        """Proportions rbinom(trials, mu) / trials (0 where there are no trials)."""
         m = np.round(resp.trials).astype(np.int64)
         k = rng.binomial(m, np.clip(mu, 0.0, 1.0))
         return np.divide(k, m, out=np.zeros(k.shape), where=m > 0)
@@ -310,9 +346,10 @@ class Poisson(Family):
     aic = -2 sum_i w_i log(mu_i^{y_i} e^{-mu_i} / y_i!)."""
 
     allowed_links = ("log", "identity", "sqrt")
+    default_link = "log"
 
-    def __init__(self, link: str | Link = "log"):
-        super().__init__("poisson", link if isinstance(link, Link) else Link(str(link)))
+    def __init__(self, link: str | Link | None = None):
+        super().__init__("poisson", self._link_of(link))
 
     def variance(self, mu):
         return mu
@@ -323,9 +360,10 @@ class Poisson(Family):
     def loglik_const(self, resp: Response) -> np.ndarray:
         return -special.gammaln(resp.y + 1.0)
 
-    def aic(self, resp: Response, mu, const=None) -> float:
+    def _loglik_mu(self, resp: Response, mu, const=None):
+        """w_i (y_i log mu_i - mu_i - log y_i!) per row."""
         c = self.loglik_const(resp) if const is None else const
-        return float(-2.0 * np.sum(resp.weights * (special.xlogy(resp.y, mu) - mu + c)))
+        return resp.weights * (special.xlogy(resp.y, mu) - mu + c)
 
     def loglik_eta(self, eta, resp: Response, const=None, aux=None):
         """Per-observation log-likelihood w_i (y_i log mu_i - mu_i - log y_i!) (``aux`` unused) at the linear
@@ -334,8 +372,7 @@ class Poisson(Family):
         eta = np.asarray(eta, dtype=float)
         if self.link.name == "log":
             return resp.weights * (resp.y * eta - np.exp(np.minimum(eta, 700.0)) + c)
-        mu = self.link.linkinv(eta)
-        return resp.weights * (special.xlogy(resp.y, mu) - mu + c)
+        return self._loglik_mu(resp, self.link.linkinv(eta), c)
 
     def score_info(self, eta, resp: Response, aux=None):
         """(``aux`` unused) d l_i / d eta_i = w_i (y_i - mu_i) mu_eta_i / mu_i and the Fisher information
@@ -354,7 +391,7 @@ class Poisson(Family):
         check_poisson_response(y, name)
         return single_column_response(y, weights)
 
-    def simulate(self, rng: np.random.Generator, mu: np.ndarray, resp: Response) -> np.ndarray:
+    def _draw(self, rng, mu, resp: Response, _):
         return rng.poisson(mu).astype(float)
 
 
@@ -382,8 +419,7 @@ class DispersionFamily(Family):
     default_link = ""
 
     def __init__(self, link: str | Link | None = None):
-        link = self.default_link if link is None else link
-        super().__init__(self.r_name, link if isinstance(link, Link) else Link(str(link)))
+        super().__init__(self.r_name, self._link_of(link))
 
     @property
     def has_dispersion(self) -> bool:
@@ -404,13 +440,19 @@ class DispersionFamily(Family):
     def mustart(self, resp: Response):
         return resp.y.copy()
 
-    def aic(self, resp: Response, mu, const=None) -> float:
-        """R's ``family$aic``: -2 sum_i l_i(mu, phi-hat) + 2 with phi-hat = dev / n."""
-        ll = self._loglik_mu(resp, np.asarray(mu, dtype=float), self._plugin_phi(resp, mu), const)
+    def aic(self, resp: Response, mu, const=None, *, dev=None) -> float:
+        """R's ``family$aic``: -2 sum_i l_i(mu, phi-hat) + 2 with phi-hat = dev / n (``dev``, the
+        deviance sum_i d_i at mu, is computed when None)."""
+        ll = self._loglik_mu(resp, np.asarray(mu, dtype=float), self._plugin_phi(resp, mu, dev), const)
         return float(-2.0 * np.sum(ll) + 2.0)
 
-    def _plugin_phi(self, resp: Response, mu):
-        dev = np.sum(self.dev_resids(resp.y, mu, resp.weights), axis=-1, keepdims=True)
+    def _plugin_phi(self, resp: Response, mu, dev=None):
+        """phi-hat = dev / n per leading index of mu (shape mu.shape[:-1] + (1,)), from the deviance
+        ``dev`` (one value per leading index) when given."""
+        if dev is None:
+            dev = np.sum(self.dev_resids(resp.y, mu, resp.weights), axis=-1, keepdims=True)
+        else:
+            dev = np.asarray(dev, dtype=float)[..., None]
         return dev / self._n_disp(resp)
 
     def _phi(self, aux, eta):
@@ -439,6 +481,14 @@ class DispersionFamily(Family):
         check_positive_response(y, name, self.name, self.link.name, self.positive_only)
         return single_column_response(y, weights)
 
+    def _draw_parameter(self, mu, dispersion, aux):
+        """phi: ``dispersion``, or rstanarm's ``aux`` converted, or 1."""
+        if dispersion is not None and aux is not None:
+            raise MixedpyError("simulate takes the dispersion or rstanarm's aux, not both")
+        if aux is not None:
+            return self._phi(aux, mu)
+        return 1.0 if dispersion is None else dispersion
+
 
 class Gamma(DispersionFamily):
     """R's ``Gamma``: V(mu) = mu^2, d_i = -2 w_i [log(y_i / mu_i) - (y_i - mu_i) / mu_i],
@@ -465,10 +515,10 @@ class Gamma(DispersionFamily):
         return resp.weights * (special.xlogy(a, a) - a * np.log(mu) + (a - 1.0) * logy - a * resp.y / mu
                                - special.gammaln(a))
 
-    def simulate(self, rng: np.random.Generator, mu: np.ndarray, resp: Response, dispersion: float = 1.0):
+    def _draw(self, rng, mu, resp: Response, phi):
         """rgamma(shape = w / phi, rate = shape / mu) (lme4's ``Gamma_simfun`` as corrected after 1.1-31)."""
-        shape = resp.weights / dispersion
-        return rng.gamma(shape, np.asarray(mu, dtype=float) / shape)
+        shape = resp.weights / phi
+        return rng.gamma(shape, mu / shape)
 
 
 class InverseGaussian(DispersionFamily):
@@ -494,10 +544,9 @@ class InverseGaussian(DispersionFamily):
         d = self.dev_resids(resp.y, mu, 1.0)
         return resp.weights * (c - 0.5 * np.log(phi) - 0.5 * d / phi)
 
-    def simulate(self, rng: np.random.Generator, mu: np.ndarray, resp: Response, dispersion: float = 1.0):
+    def _draw(self, rng, mu, resp: Response, phi):
         """Inverse-Gaussian draws with mean mu and shape lambda = w / phi (Wald distribution)."""
-        mu = np.asarray(mu, dtype=float)
-        return rng.wald(mu, np.broadcast_to(resp.weights / dispersion, mu.shape))
+        return rng.wald(mu, np.broadcast_to(resp.weights / phi, mu.shape))
 
 
 class Gaussian(DispersionFamily):
@@ -534,10 +583,9 @@ class Gaussian(DispersionFamily):
         c = self.loglik_const(resp) if const is None else const
         return c - 0.5 * np.log(phi) - 0.5 * self.dev_resids(resp.y, mu, resp.weights) / phi
 
-    def simulate(self, rng: np.random.Generator, mu: np.ndarray, resp: Response, dispersion: float = 1.0):
+    def _draw(self, rng, mu, resp: Response, phi):
         """Normal draws with mean mu and variance phi / w."""
-        mu = np.asarray(mu, dtype=float)
-        return mu + np.sqrt(dispersion / resp.weights) * rng.standard_normal(mu.shape)
+        return mu + np.sqrt(phi / resp.weights) * rng.standard_normal(mu.shape)
 
 
 def binomial(link: str = "logit") -> Binomial:
@@ -643,9 +691,10 @@ class NegativeBinomial(Family):
 
     theta: float = 1.0
     allowed_links = ("log", "identity", "sqrt")
+    default_link = "log"
     aux_name = "reciprocal_dispersion"   # rstanarm's neg_binomial_2 size, theta
 
-    def __init__(self, theta: float, link: str | Link = "log"):
+    def __init__(self, theta: float, link: str | Link | None = None):
         try:
             th = float(theta)
         except (TypeError, ValueError):
@@ -653,7 +702,7 @@ class NegativeBinomial(Family):
         if not (np.isfinite(th) and th > 0):
             raise ValueError(f"negative binomial theta must be a positive finite number, got {theta!r}")
         object.__setattr__(self, "theta", th)
-        super().__init__("negative_binomial", link if isinstance(link, Link) else Link(str(link)))
+        super().__init__("negative_binomial", self._link_of(link))
 
     @property
     def r_family(self) -> str:
@@ -684,12 +733,17 @@ class NegativeBinomial(Family):
         """-log y!, the part of the log-likelihood free of mu and theta."""
         return -special.gammaln(resp.y + 1.0)
 
-    def aic(self, resp: Response, mu, const=None) -> float:
-        th, y = self.theta, resp.y
+    def _loglik_mu(self, resp: Response, mu, const=None, th=None):
+        """l_i at the means mu with size ``th`` (default theta); the aic is -2 sum_i l_i."""
+        th = self.theta if th is None else th
+        y = resp.y
+        return resp.weights * (self._size_part(resp, th, const) + special.xlogy(th, th) + special.xlogy(y, mu)
+                               - (y + th) * np.log(mu + th))
+
+    def _size_part(self, resp: Response, th, const=None):
+        """-log y_i! + lgamma(y_i + th) - lgamma(th), the part of l_i free of mu."""
         c = self.loglik_const(resp) if const is None else const
-        ll = (c + special.gammaln(y + th) - special.gammaln(th) + special.xlogy(th, th)
-              + special.xlogy(y, mu) - (y + th) * np.log(mu + th))
-        return float(-2.0 * np.sum(resp.weights * ll))
+        return c + special.gammaln(resp.y + th) - special.gammaln(th)
 
     def loglik_eta(self, eta, resp: Response, const=None, aux=None):
         """Per-observation log-likelihood at the linear predictor ``eta`` (any leading axes, the last
@@ -703,14 +757,11 @@ class NegativeBinomial(Family):
         log(mu / (mu + th)) = -softplus(log th - eta), exact at any eta."""
         eta = np.asarray(eta, dtype=float)
         th = _size_against(self.theta if aux is None else aux, eta)
-        y = resp.y
-        c = self.loglik_const(resp) if const is None else const
-        base = c + special.gammaln(y + th) - special.gammaln(th)
         if self.link.name == "log":
             log_th = np.log(th)
-            return resp.weights * (base - th * softplus(eta - log_th) - y * softplus(log_th - eta))
-        mu = self.link.linkinv(eta)
-        return resp.weights * (base + special.xlogy(th, th) + special.xlogy(y, mu) - (y + th) * np.log(mu + th))
+            return resp.weights * (self._size_part(resp, th, const) - th * softplus(eta - log_th)
+                                   - resp.y * softplus(log_th - eta))
+        return self._loglik_mu(resp, self.link.linkinv(eta), const, th)
 
     def score_info(self, eta, resp: Response, aux=None):
         """d l_i / d eta_i = w_i (y_i - mu_i) mu_eta_i / V(mu_i) and the Fisher information
@@ -735,12 +786,12 @@ class NegativeBinomial(Family):
         check_poisson_response(y, name, family="negative binomial")
         return single_column_response(y, weights)
 
-    def simulate(self, rng: np.random.Generator, mu: np.ndarray, resp: Response | None = None,
-                 aux=None) -> np.ndarray:
-        """Draws rnbinom(size, mu) (MASS's ``rnegbin``): Poisson(Gamma(size, mu / size)), size = theta
-        or ``aux`` (a scalar or one value per leading index of mu, rstanarm's posterior_predict)."""
-        mu = np.asarray(mu, dtype=float)
-        size = _size_against(self.theta if aux is None else aux, mu)
+    def _draw_parameter(self, mu, dispersion, aux):
+        """The size: theta or ``aux`` (rstanarm's posterior_predict); lme4's NB has no dispersion."""
+        return _size_against(self.theta if aux is None else aux, mu)
+
+    def _draw(self, rng, mu, resp: Response, size):
+        """rnbinom(size, mu) (MASS's ``rnegbin``): Poisson(Gamma(size, mu / size)); unweighted, as MASS."""
         lam = rng.gamma(size, mu / size)
         return rng.poisson(lam).astype(float)
 

@@ -1,17 +1,16 @@
 """lme4's ``simulate.merMod``: new responses drawn from a fitted mixed model (ALGORITHMS.md 1.8).
 
 Written against what lmer and glmer fits share (``predict``, ``terms``, ``relative_factors``,
-``use_scale``, ``sigma``, ``family``, ``design``), so it needs no fit class.
+``use_scale``, ``sigma``, ``family``, ``design``; a GLMM's own rows also ``problem.resp``), so it
+needs no fit class.  The response draws are the family's ``simulate``.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .families import single_column_response
 from .frames import to_pandas
 from .newdata import model_rows, selected_terms
-from .trials import binomial_counts
 
 
 def simulate(fit, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None, re_form="~0",
@@ -59,30 +58,13 @@ def simulate(fit, nsim: int = 1, seed=None, newdata: pd.DataFrame | None = None,
 
 
 def _simulate_family(fit, eta: np.ndarray, rng, own_rows: bool) -> np.ndarray:
+    """y ~ family(linkinv(eta)) for eta (rows, nsim), drawn one simulation after another (rows fastest,
+    as R's ``rep_len(mu, n * nsim)``).  The fit's own rows keep their prior weights and binomial
+    trials (lme4's ``weights(object)``); new rows have unit weights and one trial each.  phi = sigma^2
+    (1 for the families without a dispersion)."""
+    resp = fit.problem.resp if own_rows else None
     mu = fit._linkinv(eta)
-    family = fit.family
-    resp = getattr(getattr(fit, "problem", None), "resp", None)
-    if family.has_dispersion:
-        # Gamma, inverse.gaussian, gaussian: dispersion phi = sigma^2 (lme4's simfuns; new rows have
-        # unit prior weights)
-        if not own_rows or resp is None:
-            resp = single_column_response(np.ones(eta.shape[0]))
-        return np.asarray(family.simulate(rng, mu.T, resp, dispersion=fit.sigma ** 2), dtype=float).T
-    if own_rows and resp is not None and hasattr(family, "simulate"):
-        # the family's own generator knows the trials of a binomial response (lme4's rbinom/weights)
-        return np.asarray(family.simulate(rng, mu.T, resp), dtype=float).T
-    name = family.name
-    if name == "negative_binomial":   # rnbinom(theta, mu) needs nothing of the rows
-        return np.asarray(family.simulate(rng, mu.T), dtype=float).T
-    if name == "poisson":
-        return rng.poisson(mu).astype(float)
-    if name == "binomial":
-        # new rows carry no weights: one trial each
-        trials = binomial_counts(fit.design.y, fit.design.weights)[1] if own_rows else np.ones(eta.shape[0])
-        size = np.rint(trials).astype(np.int64)[:, None]
-        k = rng.binomial(size, mu)
-        return np.divide(k, size, out=np.zeros(k.shape), where=size > 0)
-    raise ValueError(f"simulate() is implemented for gaussian, binomial and poisson models, not {name!r}")
+    return fit.family.simulate(rng, mu.T, resp, dispersion=fit.sigma ** 2).T
 
 
 __all__ = ["simulate"]

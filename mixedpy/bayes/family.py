@@ -19,16 +19,17 @@ family objects takes.
 """
 from __future__ import annotations
 
-from ..families import Family, Gamma, Gaussian, InverseGaussian, NegativeBinomial, get_family
+from ..families import Binomial, Family, Gamma, Gaussian, InverseGaussian, NegativeBinomial, Poisson
 
-DEFAULT_LINK = {"binomial": "logit", "poisson": "log", "neg_binomial_2": "log", "Gamma": "inverse",
-                "inverse.gaussian": "1/mu^2", "gaussian": "identity"}
-LINKS = {"binomial": ("logit", "probit"), "poisson": ("log",), "neg_binomial_2": ("log", "identity", "sqrt"),
-         "Gamma": ("inverse", "log", "identity"), "inverse.gaussian": ("1/mu^2", "inverse", "log", "identity"),
-         "gaussian": ("identity", "log", "inverse")}
+#: rstanarm's family names and the :mod:`mixedpy.families` classes behind them
+CLASSES = {"binomial": Binomial, "poisson": Poisson, "neg_binomial_2": NegativeBinomial, "Gamma": Gamma,
+           "inverse.gaussian": InverseGaussian, "gaussian": Gaussian}
+#: the families whose links the sampler accepts are fewer than the class's (validated ones only)
+_SAMPLED_LINKS = {"binomial": ("logit", "probit"), "poisson": ("log",)}
+DEFAULT_LINK = {name: cls.default_link for name, cls in CLASSES.items()}
+LINKS = {name: _SAMPLED_LINKS.get(name, cls.allowed_links) for name, cls in CLASSES.items()}
 #: the auxiliary parameter's name in rstanarm's output (None: no auxiliary parameter)
-AUX_NAME = {"binomial": None, "poisson": None, "neg_binomial_2": NegativeBinomial.aux_name,
-            "Gamma": Gamma.aux_name, "inverse.gaussian": InverseGaussian.aux_name, "gaussian": Gaussian.aux_name}
+AUX_NAME = {name: cls.aux_name for name, cls in CLASSES.items()}
 _ALIASES = {"gamma": "Gamma", "inverse_gaussian": "inverse.gaussian", "negative_binomial": "neg_binomial_2",
             "neg_binomial": "neg_binomial_2", "nb": "neg_binomial_2"}
 
@@ -55,4 +56,4 @@ def family_object(family: str, link: str) -> Family:
     binomial's size is not fixed: every call passes it as ``aux``."""
     if family == "neg_binomial_2":
         return NegativeBinomial(1.0, link)
-    return get_family(family, link)
+    return CLASSES[family](link)

@@ -309,12 +309,7 @@ class Posterior(HtmlPre, DesignBacked):
             return rng.binomial(np.broadcast_to(n.astype(np.int64), mu.shape), np.clip(mu, 0, 1)).astype(float)
         if self.aux_name is None:
             return rng.poisson(mu).astype(float)
-        aux = self.aux[idx][:, None]
-        ones = np.ones(mu.shape[-1])
-        unit = Response(y=ones, weights=ones, trials=ones, two_column=False)
-        if self.family == "neg_binomial_2":
-            return self._family.simulate(rng, mu, unit, aux=aux)
-        return self._family.simulate(rng, mu, unit, dispersion=self._family.dispersion_from_aux(aux))
+        return self._family.simulate(rng, mu, aux=self.aux[idx][:, None])   # unit weights, as rstanarm
 
     # ---- LOO and arviz ------------------------------------------------------------------------------
     @property
