@@ -12,9 +12,11 @@ therefore the only accepted values.
 Optimizers: ``"bobyqa"`` (NLopt's BOBYQA, lme4's ``"nloptwrap"``/``"bobyqa"``), ``"nelder_mead"``
 (scipy's bounded Nelder-Mead; lme4's ``"Nelder_Mead"`` is a different implementation, so its path
 differs) and ``"scipy"`` (scipy's L-BFGS-B).  glmer takes one name for both stages or a pair
-(stage 1, stage 2) as lme4 does.  lme4's glmer default is ``c("bobyqa", "Nelder_Mead")``; mixedpy's
-is BOBYQA for both stages with minqa's step settings (ALGORITHMS.md 2.3), which reaches lme4's
-optimum on the reference corpus.
+(stage 1, stage 2) as lme4 does.  lme4's glmer default is ``c("bobyqa", "Nelder_Mead")``: minqa's BOBYQA
+(n + 2 interpolation points) in stage 1 and lme4's own Nelder-Mead in stage 2.  mixedpy's is NLopt's
+BOBYQA (2n + 1 points) for both stages with minqa's step settings (ALGORITHMS.md 2.3), plus a
+restart of stage 1 when it stops on the boundary (``glmerControl.boundary_restart``), which reaches
+lme4's optimum on the reference corpus.
 """
 from __future__ import annotations
 
@@ -211,10 +213,18 @@ class glmerControl(lmerControl):  # noqa: N801 - lme4's name
     ``nAGQ0initStep`` and ``check_response_not_const`` (lme4's defaults only).  ``optimizer`` is
     one name for both stages or a pair (stage 1, stage 2); ``restart_edge`` must stay False, as in
     lme4's glmer.  ``optCtrl`` replaces the stage settings it names in both stages.
+
+    ``boundary_restart`` (mixedpy's, not lme4's; default True): when stage 1 (the nAGQ = 0 criterion,
+    which can have a singular local optimum besides the interior one) stops with a variance on its
+    bound, it is rerun with those parameters back at their start values and the lower optimum is kept
+    (:func:`mixedpy.optimize.restart_off_boundary`).  lme4's stage 1 (minqa's BOBYQA) and mixedpy's
+    (NLopt's) take different paths, so without it mixedpy can stop at a boundary optimum where lme4
+    does not; False gives the single optimizer run.
     """
 
     optimizer: str | tuple[str, str] = "bobyqa"
     restart_edge: bool = False
+    boundary_restart: bool = True
     tolPwrss: float = 1e-7  # noqa: N815
     compDev: bool = True  # noqa: N815
     nAGQ0initStep: bool = True  # noqa: N815
@@ -225,6 +235,8 @@ class glmerControl(lmerControl):  # noqa: N801 - lme4's name
             raise ControlError("glmerControl(restart_edge=True) is not supported (lme4's glmer does not "
                                "restart at the edge either)")
         super().__post_init__()
+        if not isinstance(self.boundary_restart, bool):
+            raise ControlError(f"boundary_restart must be True or False, got {self.boundary_restart!r}")
         tol = float(self.tolPwrss)
         if not tol > 0:
             raise ControlError(f"tolPwrss must be positive, got {self.tolPwrss!r}")

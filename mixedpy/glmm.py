@@ -28,7 +28,11 @@ s_j = 1 / L_jj and (z_k, w_k) the Gauss-Hermite rule for the standard normal den
 (Pinheiro & Bates 1995, J. Comput. Graph. Stat. 4(1); Liu & Pierce 1994, Biometrika 81(3)).
 
 **Fitting** follows glmer's two stages: stage 1 optimizes theta with the nAGQ = 0 objective (u and
-beta from PIRLS); stage 2 (nAGQ >= 1) optimizes (theta, beta) jointly.  Its optimum is then
+beta from PIRLS); stage 2 (nAGQ >= 1) optimizes (theta, beta) jointly.  A stage-1 optimum with a
+variance on its bound is re-examined by a restart with those parameters back at their start values
+(:func:`~mixedpy.optimize.restart_off_boundary`): the nAGQ = 0 criterion can have a singular local
+optimum besides the interior one, and lme4's stage 1 (minqa's BOBYQA, n + 2 interpolation points)
+and mixedpy's (NLopt's, 2n + 1) can reach different ones.  The stage-2 optimum is then
 re-examined with the exact objective (PIRLS converged tightly, ldL2 at the converged weights):
 where the two differ, the PIRLS-path noise in lme4's value may have stopped BOBYQA in a spurious
 minimum, so the exact objective is polished from there and the result kept only if it lowers
@@ -46,11 +50,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .control import glmerControl
-from .errors import ConvergenceWarning, FitError
+from .errors import ConvergenceWarning, FitError, MixedpyInfo
 from .families import Family, Response
 from .linalg.blocked import BlockedFactor, CrossProducts, NotPositiveDefinite
-from .optimize import (Convergence, OptSummary, assess, boundary_snap, finite_difference_derivs,
-                       is_singular, minimize, require_finite)
+from .optimize import (BoundaryRestart, Convergence, OptSummary, assess, boundary_snap, finite_difference_derivs,
+                       is_singular, minimize, require_finite, restart_off_boundary)
 from .terms import RandomEffectsTerm, b_from_u, random_part, relative_factors
 
 #: lme4's glmerControl defaults
@@ -297,7 +301,7 @@ class GLMMProblem:
     # -- objectives -------------------------------------------------------------------
     def laplace(self, st: PirlsState) -> float:
         """ldL2 + ||u||^2 + aic(y, mu): -2 log-likelihood by the Laplace approximation."""
-        return st.ldL2 + st.ussq + self.family.aic(self.resp, st.mu, self.aic_const)
+        return st.ldL2 + st.ussq + self.family.aic(self.resp, st.mu, self.aic_const, dev=st.deviance)
 
     def agq(self, st: PirlsState, nAGQ: int) -> float:
         """-2 log-likelihood by adaptive Gauss-Hermite quadrature with nAGQ nodes per level.
@@ -359,6 +363,7 @@ class GlmmFitResult:
     convergence: Convergence | None = None
     polish: PolishRecord | None = None
     control: glmerControl | None = None   # the settings the fit used (refits reuse them)
+    boundary_restart: BoundaryRestart | None = None   # stage 1's restart off the boundary, if it ran
 
 
 @dataclass(frozen=True)
@@ -506,10 +511,21 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
         x0 = np.full_like(x0, 1e-3)  # as lme4's optwrap does for bobyqa
     rhobeg = min(0.95, 0.2 * float(np.max(np.abs(x0))))
     # lme4's stage-1 step: minqa's rhobeg for BOBYQA, Nelder_Mead's default xst = 0.02
-    opt1 = minimize(stage1, x0, problem.lower, optimizer=opt_first,
-                    **_stage_settings(opt_first, rhobeg if opt_first == "bobyqa" else np.full(x0.shape, 0.02), 1e-6,
-                                      opt_ctrl))
+    settings1 = _stage_settings(opt_first, rhobeg if opt_first == "bobyqa" else np.full(x0.shape, 0.02), 1e-6, opt_ctrl)
+    opt1 = minimize(stage1, x0, problem.lower, optimizer=opt_first, **settings1)
     require_finite(opt1, "glmer could not fit the model in stage 1 (nAGQ = 0)", _PIRLS_FAILS)
+    restart = None
+    if ctl.boundary_restart:
+        # the nAGQ = 0 criterion can have a singular local optimum besides the interior one, and NLopt's
+        # BOBYQA (2n + 1 points) can stop there where lme4's minqa BOBYQA (n + 2 points) does not; the
+        # gain must exceed the corpus's tolerance on the objective, so noise never moves lme4's estimates
+        eta_opt = memo["eta"]
+        opt1, restart = restart_off_boundary(stage1, opt1, theta_init, POLISH_GAIN_RTOL * max(1.0, abs(opt1.fmin)),
+                                             ctl.check_conv_singular.tol, optimizer=opt_first, **settings1)
+        if restart is not None and not restart.accepted:
+            memo["eta"] = eta_opt  # (warm start) a rejected restart does not move the start either
+    restart_msgs = ([(MixedpyInfo, f"glmer: {restart.describe('stage-1 (nAGQ = 0)')}")]
+                    if restart is not None and restart.accepted else [])
 
     if nAGQ == 0:
         if ctl.boundary_tol > 0:
@@ -517,10 +533,10 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
         st = problem.pirls(opt1.x, None, memo["eta"], tol)
         factor = problem.joint_factor(st)
         singular = is_singular(st.theta, problem.lower, ctl.check_conv_singular.tol)
-        conv = assess(opt1, singular, control=ctl)
+        conv = opt1.convergence = _with_restart_note(assess(opt1, singular, extra=restart_msgs, control=ctl), restart)
         return GlmmFitResult(0, st.theta, st.beta, st, factor, problem.laplace(st), factor.unscaled_vcov(), "RX",
-                             opt1, None, list(conv.warnings), conv, control=ctl)
-    stage1_msgs = [(ConvergenceWarning, f"stage 1 (nAGQ = 0): {m}") for m in opt1.messages]
+                             opt1, None, list(conv.warnings), conv, control=ctl, boundary_restart=restart)
+    stage1_msgs = [(ConvergenceWarning, f"stage 1 (nAGQ = 0): {m}") for m in opt1.messages] + restart_msgs
 
     # stage 2 restarts PIRLS from the linear predictor at the stage-1 optimum (lme4's new lp0)
     st1 = problem.pirls(opt1.x, None, memo["eta"], tol)
@@ -593,9 +609,18 @@ def fit_glmm(problem: GLMMProblem, nAGQ: int = 1, start=None, tol: float = TOL_P
     conv = dataclasses.replace(conv, warnings=tuple(stage1_msgs) + conv.warnings,
                                optimizer_message=f"{conv.optimizer_message}; {note}" if note else
                                conv.optimizer_message)
+    conv = _with_restart_note(conv, restart)
     opt2.convergence = conv
     return GlmmFitResult(nAGQ, st.theta, opt2.x[nth:].copy(), st, factor, objective, vcov, source, opt1, opt2,
-                         list(conv.warnings), conv, polish, control=ctl)
+                         list(conv.warnings), conv, polish, control=ctl, boundary_restart=restart)
+
+
+def _with_restart_note(conv: Convergence, restart: BoundaryRestart | None) -> Convergence:
+    """The convergence record with a rejected stage-1 restart told in its optimizer message (an
+    accepted one is a MixedpyInfo note among the warnings)."""
+    if restart is None or restart.accepted:
+        return conv
+    return dataclasses.replace(conv, optimizer_message=f"{conv.optimizer_message}; stage 1: {restart.describe()}")
 
 
 def polish_noisy_optimum(reported, exact, opt: OptSummary, lower: np.ndarray, step,

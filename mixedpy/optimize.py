@@ -5,8 +5,10 @@ The default is NLopt's BOBYQA with lme4's ``nloptwrap`` settings (xtol_abs = fto
 scipy's bounded L-BFGS-B and Nelder-Mead are available as ``optimizer="scipy"`` /
 ``"nelder_mead"``.  After the optimizer, lme4's ``restart_edge`` and ``boundary.tol``
 steps are applied, and the finite-difference gradient and Hessian feed ``checkConv``
-(ALGORITHMS.md 1.3-1.4).  The settings of a fit (optimizer, optCtrl, tolerances and actions of
-the checks) come from its :class:`mixedpy.control.lmerControl` / ``glmerControl``.
+(ALGORITHMS.md 1.3-1.4); glmer's stage 1 has its own restart off the boundary
+(:func:`restart_off_boundary`), for a criterion with a singular local optimum.  The settings of a
+fit (optimizer, optCtrl, tolerances and actions of the checks) come from its
+:class:`mixedpy.control.lmerControl` / ``glmerControl``.
 
 Every fit carries one :class:`Convergence` record: the optimizer's status code (never read from
 its message text), the gradient and Hessian checks, and the warnings with their categories.  A
@@ -323,6 +325,82 @@ def restart_edge(fun, summary: OptSummary, optimizer: str, step: float = 1e-5, *
             again.n_evals += summary.n_evals
             return again
     return summary
+
+
+@dataclass(frozen=True)
+class BoundaryRestart:
+    """What :func:`restart_off_boundary` did at an optimum on the boundary.
+
+    The optimizer stopped at ``x_boundary`` (objective ``f_boundary``) with the parameters
+    ``on_boundary`` at their bound; it was rerun from ``x_start`` (those parameters back at their
+    start values) to ``x`` (objective ``f``, ``n_evals`` evaluations).  ``accepted``: ``f`` is lower
+    than ``f_boundary`` by more than ``gain_tol``, so ``x`` replaced ``x_boundary``.
+    """
+
+    on_boundary: tuple[int, ...]
+    x_boundary: np.ndarray
+    f_boundary: float
+    x_start: np.ndarray
+    x: np.ndarray
+    f: float
+    gain_tol: float
+    n_evals: int
+    accepted: bool
+
+    @property
+    def gain(self) -> float:
+        return self.f_boundary - self.f
+
+    def describe(self, what: str = "", name: str = "theta") -> str:
+        """One sentence for the fit's note (accepted) or its optimizer message (rejected); ``name``
+        names the parameter vector (its entries are given 0-based)."""
+        where = f"{what} " if what else ""
+        params = ", ".join(f"{name}[{i}]" for i in self.on_boundary)
+        head = (f"the {where}optimizer stopped on the boundary ({params} at the bound, objective "
+                f"{self.f_boundary:.10g}); a restart with {'it' if len(self.on_boundary) == 1 else 'them'} back at "
+                "the start values")
+        if self.accepted:
+            return (f"{head} reached a lower objective ({self.f:.10g}, {self.gain:.4g} lower), and its estimates "
+                    "replace the boundary optimum, which is a local optimum only")
+        return (f"{head} did not lower it by more than {self.gain_tol:.3g} (change {self.f - self.f_boundary:+.3g}); "
+                "estimates kept")
+
+
+def restart_off_boundary(fun, summary: OptSummary, reset: np.ndarray, gain_tol: float,
+                         tol: float = SINGULAR_TOL, optimizer: str = "bobyqa",
+                         **settings) -> tuple[OptSummary, BoundaryRestart | None]:
+    """A restart for an optimum on the boundary of a criterion with several local optima.
+
+    lme4's ``restart_edge`` (:func:`restart_edge`) looks only at the one-sided derivative at the
+    bound, so it cannot tell a boundary *local* optimum from the global one.  The nAGQ = 0 criterion
+    of a GLMM with a random slope can have both (an inverse-link Gamma fit has a singular optimum 32
+    deviance units above its interior one), and which one an optimizer reaches depends on its path
+    (minqa's BOBYQA with n + 2 interpolation points, lme4's stage 1, reaches the interior one on that
+    fit; NLopt's with 2n + 1 points, the boundary one).  So when parameters whose lower bound is 0
+    end within ``tol`` of it (lme4's ``isSingular``), the optimizer (``optimizer`` with the
+    :func:`minimize` ``settings``) is rerun from the optimum with those parameters set back to
+    ``reset`` (the start values, off the boundary), and its result is kept when it lowers the
+    objective by more than ``gain_tol``.  A truly singular fit returns to the same optimum and keeps
+    its estimates; the cost is one more optimization.  Returns the summary and the record (None when
+    no parameter is on the boundary).
+    """
+    x, lower = summary.x, summary.lower
+    reset = np.asarray(reset, dtype=float)
+    on = (lower == 0) & (x - lower < tol) & (reset - lower >= tol)
+    if not on.any() or not np.isfinite(summary.fmin):
+        return summary, None
+    start = np.where(on, reset, x)
+    again = minimize(fun, start, lower, optimizer=optimizer, **settings)
+    accepted = bool(again.code is not Status.NONFINITE and np.isfinite(again.fmin)
+                    and again.fmin < summary.fmin - gain_tol)
+    record = BoundaryRestart(tuple(int(i) for i in np.flatnonzero(on)), x.copy(), float(summary.fmin), start,
+                             again.x.copy(), float(again.fmin), float(gain_tol), again.n_evals, accepted)
+    if not accepted:
+        summary.n_evals += again.n_evals
+        return summary, record
+    again.x0 = summary.x0
+    again.n_evals += summary.n_evals
+    return again, record
 
 
 def boundary_snap(fun, summary: OptSummary, tol: float = 1e-5) -> OptSummary:
