@@ -52,8 +52,10 @@ from scipy.special import expit, logit
 
 from .errors import FormulaError
 
+#: the structures parameterized by SDs and one shared correlation rho (over the levels of a factor)
+CORRELATED_STRUCTURES = ("cs", "homcs", "ar1")
 #: the structures a formula may name: cs(0 + f | g) etc.; us(x | g) is lme4's (x | g)
-STRUCTURES = ("us", "diag", "cs", "homcs", "ar1")
+STRUCTURES = ("us", "diag") + CORRELATED_STRUCTURES
 
 
 def vech_indices(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -375,7 +377,7 @@ def make_structure(name: str, k: int, what: str = "random-effects term") -> CovS
     if name not in _CLASSES:
         raise FormulaError(f"unknown covariance structure {name!r} in {what}; "
                            f"choose from {', '.join(STRUCTURES)}")
-    if name in ("cs", "homcs", "ar1") and k < 2:
+    if name in CORRELATED_STRUCTURES and k < 2:
         raise FormulaError(f"{name}() in {what} needs at least two columns (levels of the factor); "
                            f"it has {k}")
     return _CLASSES[name](k)
@@ -388,7 +390,7 @@ def check_structured_terms(name: str, spec, what: str) -> None:
     the factor's dummies gives a structure over unlike columns, so it is an error here).
 
     ``spec`` is the term's :class:`mixedpy.formula.modelmatrix.ModelMatrixSpec`."""
-    if name not in ("cs", "homcs", "ar1"):
+    if name not in CORRELATED_STRUCTURES:
         return
     if spec.structure.intercept:
         raise FormulaError(f"{name}() in {what} has an intercept; {name}() is a structure over the levels "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .covstruct import CORRELATED_STRUCTURES
 from .printing import HtmlPre, varcorr_table
 
 
@@ -52,7 +53,7 @@ class VarCorrTerm:
     @property
     def rho(self) -> float | None:
         """The structure's one correlation (cs, homcs: any pair; ar1: neighbouring levels), else None."""
-        if self.structure in ("cs", "homcs", "ar1"):
+        if self.structure in CORRELATED_STRUCTURES:
             return float(self.corr[1, 0])
         return None
 
@@ -62,7 +63,7 @@ class VarCorrTerm:
         k = len(self.coef_names)
         if self.structure == "diag":
             return [(self.coef_names[i], sd[i], var[i], []) for i in range(k)]
-        if self.structure in ("cs", "homcs", "ar1"):
+        if self.structure in CORRELATED_STRUCTURES:
             note = [f"{self.rho:.{corr_decimals}f} ({self.structure})"]
             rows = [(self.coef_names[i], sd[i], var[i], note if i == 0 else [])
                     for i in range(1 if self.structure == "ar1" else k)]

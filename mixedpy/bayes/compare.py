@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .family import resolve_family
 from .posterior import Posterior, mad_sd
 
 
@@ -24,10 +25,32 @@ def _residual_variance(post: Posterior, sigma):
     return None
 
 
+def _frequentist_aux(fit, post: Posterior) -> float:
+    """The fit's estimate of the posterior's auxiliary parameter, in rstanarm's parameterization:
+    the negative binomial size theta (lme4's ``getME(fit, "glmer.nb.theta")``) for
+    neg_binomial_2, else rstanarm's parameter at lme4's dispersion phi = sigma(fit)^2 (gaussian
+    sigma, Gamma shape 1/phi, inverse.gaussian lambda 1/phi).  NaN when the fit is of another
+    family and so has no such parameter."""
+    family = getattr(getattr(fit, "family", None), "name", "gaussian")   # lmer fits have no family
+    try:
+        same = resolve_family(family, None)[0] == post.family
+    except ValueError:                 # a family rstanarm does not have
+        same = False
+    if not same:
+        return np.nan
+    if post.family == "neg_binomial_2":
+        return float(fit.nb_theta)
+    return float(post._family.aux_from_dispersion(float(fit.sigma) ** 2))
+
+
 def compare(fit, post: Posterior, probs=(0.025, 0.975)) -> pd.DataFrame:
-    """One table: rows are fixed effects, sigma, random-effect SDs and correlations and VPCs; columns
-    ``lmer`` (the frequentist estimate), ``lmer_se`` (fixed effects), ``median``, ``mad_sd`` and the
-    posterior quantiles."""
+    """One table: rows are fixed effects, the auxiliary parameter under rstanarm's name (``sigma``
+    for gaussian, ``reciprocal_dispersion`` for neg_binomial_2, ``shape`` for Gamma, ``lambda``
+    for inverse.gaussian; none for binomial and Poisson), random-effect SDs and correlations and
+    VPCs; columns ``lmer`` (the frequentist estimate: for the auxiliary parameter ``fit.sigma``,
+    ``fit.nb_theta`` or 1 / ``fit.sigma``^2 as the family's parameterization needs, NaN if the fit
+    is of another family), ``lmer_se`` (fixed effects), ``median``, ``mad_sd`` and the posterior
+    quantiles."""
     if not isinstance(post, Posterior):
         raise TypeError(f"compare(fit, post) needs a Posterior as second argument, got {type(post).__name__}")
     if list(fit.fixef_names) != list(post.fixef_names):
@@ -40,11 +63,11 @@ def compare(fit, post: Posterior, probs=(0.025, 0.975)) -> pd.DataFrame:
         fse.append(float(fit.se_fixef[j]))
         samples.append(B[:, j])
     sig = post._d["sigma"] if post.use_scale else None
-    if post.use_scale:
-        rows.append("sigma")
-        freq.append(float(fit.sigma))
+    if post.aux_name is not None:
+        rows.append(post.aux_name)
+        freq.append(_frequentist_aux(fit, post))
         fse.append(np.nan)
-        samples.append(sig)
+        samples.append(post.aux)
     vc = fit.varcorr()
     for lab, t, S, ft in zip(post.term_labels, post.terms, post._d["Sigma"], vc.terms):
         sd = np.sqrt(np.diagonal(S, axis1=1, axis2=2))

@@ -1,7 +1,10 @@
 """Bundled datasets: the lme4/mlmRev reference sets and the worked-analysis data.
 
 ``load(name)`` returns a DataFrame; grouping factors and other R factors come back as strings,
-as R wrote them (quoted in the CSV), so that they are factors in formulas.
+as R wrote them (quoted in the CSV), so that they are factors in formulas.  Where R's level order
+is not the strings' sorted order (cbpp's ``herd`` is 1, 2, ..., 15 in R, not "1", "10", "11", ...;
+see :mod:`mixedpy.datasets.levels`) the column is a pandas Categorical with R's levels, so that
+ranef rows and treatment-contrast baselines are lme4's.
 
 Sources: sleepstudy, Dyestuff, Dyestuff2, Penicillin, Pastes, cbpp, grouseticks, VerbAgg and
 InstEval from R's lme4 package; Exam from mlmRev; spotify from bayesrules; mlm from the uobayes
@@ -14,6 +17,9 @@ import csv
 from importlib import resources
 
 import pandas as pd
+
+from .levels import NUMERIC, R_LEVELS
+
 
 def available() -> list[str]:
     """Names of the bundled datasets."""
@@ -38,4 +44,9 @@ def load(name: str) -> pd.DataFrame:
     if key not in names:
         raise KeyError(f"no dataset {name!r}; available: {', '.join(names)}")
     with resources.as_file(resources.files(__package__).joinpath("data", f"{key}.csv")) as path:
-        return read_r_csv(path)
+        df = read_r_csv(path)
+    for col, levels in R_LEVELS.get(key, {}).items():
+        if levels == NUMERIC:
+            levels = sorted(pd.unique(df[col].dropna()), key=int)
+        df[col] = pd.Categorical(df[col], categories=list(levels))
+    return df

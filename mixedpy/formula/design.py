@@ -79,12 +79,24 @@ def _response_parts(lhs: str) -> list[str]:
     return [inner[:cut].strip(), inner[cut + 1:].strip()]
 
 
+def level_codes(values: pd.Series, levels) -> np.ndarray:
+    """int64 position of each value among ``levels`` (-1 for a missing value or one not among them).
+    A Categorical is recoded through its categories (no pass over the values' labels), and never by
+    ``pd.Categorical(values, categories=levels)``, which pandas deprecates when the values' own
+    categories include ones outside ``levels`` (a subset of a bundled dataset's rows)."""
+    index = pd.Index(levels)
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        pos = np.append(index.get_indexer(values.cat.categories), -1)   # code -1 (missing) stays -1
+        return pos[values.cat.codes.to_numpy()].astype(np.int64)
+    return index.get_indexer(values).astype(np.int64)
+
+
 def grouping_codes(data: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
     """Integer codes and string labels of the factor ``a:b:...`` (first factor slowest)."""
     per_factor = []
     for g in group:
         levels = sorted_levels(data[g])
-        codes = pd.Categorical(data[g], categories=levels).codes.astype(np.int64)
+        codes = level_codes(data[g], levels)
         per_factor.append((codes, [str(v) for v in levels]))
     if len(per_factor) == 1:
         codes, labels = per_factor[0]
