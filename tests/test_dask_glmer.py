@@ -94,3 +94,52 @@ def test_bad_binomial_response_names_the_partition():
         mp.glmer("y ~ 1 + (1 | g)", dd.from_pandas(df, npartitions=2), family="binomial")
     with pytest.raises(DataError, match="nAGQ > 1"):
         mp.glmer("y ~ 1 + (1 | g)", dd.from_pandas(df, npartitions=2), family="binomial", nAGQ=5)
+
+
+def _crossed(seed: int, n: int, slope: bool = False) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"a": rng.integers(0, 40, n).astype(str), "b": rng.integers(0, 9, n).astype(str),
+                       "c": rng.integers(0, 6, n).astype(str), "x": rng.normal(size=n)})
+    eta = (-0.3 + 0.6 * df.x + rng.normal(0, 0.8, 40)[df.a.astype(int)] + rng.normal(0, 0.5, 9)[df.b.astype(int)])
+    if slope:
+        eta = eta + rng.normal(0, 0.4, 6)[df.c.astype(int)] * df.x
+    df["y"] = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
+    return df
+
+
+@pytest.mark.parametrize("formula, npartitions", [("y ~ x + (1 | a) + (1 | b)", 1),
+                                                  ("y ~ x + (1 | a) + (1 | b)", 4),
+                                                  ("y ~ x + (1 | a) + (1 | b) + (0 + x | c)", 3)])
+def test_crossed_laplace_fit_equals_in_memory_for_any_partitioning(formula, npartitions):
+    """Crossed terms: the passes sum w M_i' M_j by the fit's global tuple set (each partition's
+    rows mapped to it once), and the reduced system is the in-memory one."""
+    df = _crossed(5, 700, slope="| c" in formula)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = mp.glmer(formula, df, family="binomial")
+        fit = mp.glmer(formula, dd.from_pandas(df, npartitions=npartitions), family="binomial")
+    assert fit.criterion == pytest.approx(ref.criterion, rel=1e-10)
+    np.testing.assert_allclose(fit.theta, ref.theta, atol=1e-6)
+    np.testing.assert_allclose(fit.beta, ref.beta, atol=1e-6)
+    np.testing.assert_allclose(fit.vcov_array, ref.vcov_array, rtol=1e-4)
+    # no pass brings level tuples to the client: the pair sums come keyed by the global set
+    sums = fit.problem._last[1].sums
+    assert sums.tuples is None and sums.n_tuples == fit.problem.structure.a_pos[1, 0].size
+
+
+def test_crossed_fit_on_a_local_cluster_equals_in_memory():
+    """With a dask.distributed Client the tuple index is scattered to the workers (no large graph)."""
+    distributed = pytest.importorskip("distributed")
+    df = _crossed(6, 500)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)      # e.g. distributed's "large graph"
+            warnings.simplefilter("ignore", mp.errors.ConvergenceWarning)
+            fit = mp.glmer("y ~ x + (1 | a) + (1 | b)", dd.from_pandas(df, npartitions=3), family="binomial",
+                           calc_derivs=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = mp.glmer("y ~ x + (1 | a) + (1 | b)", df, family="binomial", calc_derivs=False)
+    assert fit.criterion == pytest.approx(ref.criterion, rel=1e-10)
+    np.testing.assert_allclose(fit.theta, ref.theta, atol=1e-6)

@@ -33,9 +33,10 @@ from ..residuals import check_type, glmm_residuals
 from ..terms import b_from_u, relative_factors
 from ..validation import check_bool, check_constant_response
 from .lmer import _design
-from .passes import Passes, in_partition, partitions
+from .passes import Passes, in_partition, partitions, shared
 from .plan import Model, combine_discovery, discover_partition, finish, make_plan, model_arrays
-from .sums import ColumnStats, Sums, combine_sums, kept_columns, level_structure, system_sums
+from .sums import (ColumnStats, Sums, TupleMap, combine_sums, dense_pairs, global_tuple_index, kept_columns,
+                   level_structure, merge_tuples, system_sums, tuple_map, unique_tuples)
 
 
 # -- eta by its coefficients -------------------------------------------------------------------------
@@ -69,18 +70,30 @@ class Eta:
         return (self.offset, self.init, None if self.beta is None else self.beta.tobytes(),
                 None if self.b_list is None else tuple(b.tobytes() for b in self.b_list))
 
-    def rows(self, A: "GlmmArrays", family) -> np.ndarray:
+    def fixed_rows(self, A: "GlmmArrays", family) -> np.ndarray:
+        """offset * (the offset) [+ g(mustart)] + X beta."""
         eta = self.offset * A.offset
         if self.init:
             eta = eta + family.linkfun(family.mustart(A.resp))
         if self.beta is not None and self.beta.size:
             eta = eta + A.X @ self.beta
+        return eta
+
+    def rows(self, A: "GlmmArrays", family, fixed: np.ndarray | None = None) -> np.ndarray:
+        """eta per row; ``fixed``: :meth:`fixed_rows`, when the caller has it."""
+        eta = self.fixed_rows(A, family) if fixed is None else fixed
         if self.b_list is not None:
             random = 0.0
             for M, c, b in zip(A.Ms, A.codes, self.b_list):
                 random = random + np.einsum("nk,nk->n", M, b[c])
             eta = eta + random
         return eta
+
+    def same_fixed_part(self, other: "Eta") -> bool:
+        """Whether the two have the same :meth:`fixed_rows`."""
+        return (self.offset, self.init) == (other.offset, other.init) and (
+            (self.beta is None and other.beta is None)
+            or (self.beta is not None and other.beta is not None and np.array_equal(self.beta, other.beta)))
 
 
 # -- the partitions' arrays and one pass over them ------------------------------------------------------
@@ -95,6 +108,7 @@ class GlmmArrays:
     codes: list
     Ms: list
     aic_const: np.ndarray
+    tuples: TupleMap | None = None   # the rows against the fit's level-code tuples (two or more terms)
 
 
 @dataclass(frozen=True)
@@ -109,28 +123,35 @@ def glmm_arrays(part, index: int, ctx: ArraysContext) -> GlmmArrays:
     return GlmmArrays(rows.index, X, resp, rows.offset, codes, Ms, ctx.family.loglik_const(resp))
 
 
-def _keep_columns(A: GlmmArrays, keep: np.ndarray) -> GlmmArrays:
-    return dataclasses.replace(A, X=A.X[:, keep])
+def _prepare_arrays(A: GlmmArrays, keep: np.ndarray, J: list[int], index: tuple | None) -> GlmmArrays:
+    """A partition's arrays for the PIRLS passes: the kept columns of X, and the rows' map to the
+    global tuple set (``index``, :func:`~mixedpy.scale.sums.global_tuple_index`) with two or more terms."""
+    return dataclasses.replace(A, X=A.X[:, keep], tuples=None if index is None else tuple_map(A.codes, J, index))
 
 
 @dataclass
 class DesignSummary:
-    """What the fit checks before PIRLS: X's column statistics and the response's range."""
+    """What the fit checks before PIRLS: X's column statistics and the response's range; with two
+    or more terms, the distinct level-code tuples that occur (sorted, int32 codes)."""
 
     n: int
     stats: ColumnStats
     y_range: np.ndarray
+    J: list
+    tuples: np.ndarray | None
 
 
-def design_summary(A: GlmmArrays, index: int, ctx) -> DesignSummary:
+def design_summary(A: GlmmArrays, index: int, J: list[int]) -> DesignSummary:
     y = A.resp.y[A.resp.weights > 0]
     rng = np.array([y.min(), y.max()]) if y.size else np.array([np.inf, -np.inf])
-    return DesignSummary(A.X.shape[0], ColumnStats.of(A.X), rng)
+    tuples = unique_tuples(A.codes, J) if len(J) > 1 else None
+    return DesignSummary(A.X.shape[0], ColumnStats.of(A.X), rng, J, tuples)
 
 
 def combine_summaries(a: DesignSummary, b: DesignSummary) -> DesignSummary:
+    tuples = None if a.tuples is None else merge_tuples(a.tuples, {}, b.tuples, {}, a.J)[0]
     return DesignSummary(a.n + b.n, a.stats.combine(b.stats),
-                         np.array([min(a.y_range[0], b.y_range[0]), max(a.y_range[1], b.y_range[1])]))
+                         np.array([min(a.y_range[0], b.y_range[0]), max(a.y_range[1], b.y_range[1])]), a.J, tuples)
 
 
 @dataclass(frozen=True)
@@ -155,18 +176,20 @@ class PassResult:
 
 def pirls_partition(A: GlmmArrays, index: int, ctx: PassContext) -> PassResult:
     fam = ctx.family
-    eta = ctx.eta.rows(A, fam)
+    # the base has no random part; at fixed beta (stage 2) eta shares its offset + X beta, formed once
+    base = ctx.base.fixed_rows(A, fam)
+    eta = ctx.eta.rows(A, fam, base if ctx.eta.same_fixed_part(ctx.base) else None)
     mu = fam.linkinv(eta)
     dev = float(fam.dev_resids(A.resp.y, mu, A.resp.weights).sum())
     aic = fam.aic(A.resp, mu, A.aic_const)
     mu_eta = fam.mu_eta(eta)
     sqrt_w = mu_eta * np.sqrt(A.resp.weights / fam.variance(mu))
-    z = eta - ctx.base.rows(A, fam) + (A.resp.y - mu) / mu_eta
+    z = eta - base + (A.resp.y - mu) / mu_eta
     finite = bool(np.all(np.isfinite(sqrt_w)) and np.all(np.isfinite(z)))
     sums = None
     if finite:
         X = A.X if ctx.joint else A.X[:, :0]
-        sums = system_sums(ctx.model, X, z, sqrt_w, A.codes, A.Ms, stats=False)
+        sums = system_sums(ctx.model, X, z, sqrt_w, A.codes, A.Ms, stats=False, tuples=A.tuples)
     return PassResult(dev, aic, finite, sums)
 
 
@@ -187,7 +210,7 @@ class DaskPirlsState(PirlsState):
 class DaskGLMMProblem:
     """The interface :func:`mixedpy.glmm.fit_glmm` uses, with the rows in persisted partitions."""
 
-    def __init__(self, model: Model, family, arrays: list, keep: np.ndarray, passes: Passes):
+    def __init__(self, model: Model, family, arrays: list, keep: np.ndarray, passes: Passes, structure):
         self.model, self.family, self.arrays, self.passes = model, family, arrays, passes
         self.terms = model.terms
         self.kept = keep
@@ -197,7 +220,7 @@ class DaskGLMMProblem:
         self.scalar = len(self.terms) == 1 and self.terms[0].k == 1
         self.offset = OFFSET
         self.n_evals = 0
-        self.structure = None
+        self.structure = structure   # the block structure of the level tuples that occur
         self._starts = {}     # the pass at the last PIRLS start, by (eta, base, joint)
         self._last = None     # (key, result) of the last pass
 
@@ -229,10 +252,8 @@ class DaskGLMMProblem:
 
     def _factor(self, res: PassResult, joint: bool, T_list):
         s = res.sums
-        if self.structure is None:
-            self.structure = level_structure(self.model, s.tuples)
         p = self.p if joint else 0
-        cp = CrossProducts.from_sums(self.structure, s.diag, s.pairs, s.columns, s.fixed,
+        cp = CrossProducts.from_sums(self.structure, s.diag, dense_pairs(s), s.columns, s.fixed,
                                      ResponseScaling.identity(p))
         return cp.factor(T_list)
 
@@ -359,14 +380,20 @@ def glmer(formula: str, data, family="binomial", link: str | None = None, nAGQ: 
                   for i, part in enumerate(partitions(data))]
         if persist:
             arrays = list(dask.persist(*arrays))
-        summary = passes.run(arrays, design_summary, combine_summaries, None, "design")
+        J = [t.n_levels for t in model.terms]
+        summary = passes.run(arrays, design_summary, combine_summaries, J, "design")
         check_constant_response(summary.y_range, None, plan.parsed.response, f"a {fam.name} GLMM")
         keep = kept_columns(model.fixed_names, summary.stats)
         model = dataclasses.replace(model, kept=keep)
-        arrays = [dask.delayed(_keep_columns, pure=True)(a, keep) for a in arrays]
+        tuples = summary.tuples if len(J) > 1 else np.zeros((0, len(J)), dtype=np.int32)
+        structure = level_structure(model, tuples)
+        # the global tuple index goes to each worker once
+        index = None if len(J) == 1 else shared(global_tuple_index(tuples, J), "tuples")
+        del summary, tuples
+        arrays = [dask.delayed(_prepare_arrays, pure=True)(a, keep, J, index) for a in arrays]
         if persist:
             arrays = list(dask.persist(*arrays))
-        problem = DaskGLMMProblem(model, fam, arrays, keep, passes)
+        problem = DaskGLMMProblem(model, fam, arrays, keep, passes, structure)
         result = fit_glmm(problem, nAGQ=nAGQ, start=start, calc_derivs=calc_derivs, warm_start=warm_start)
     finally:
         passes.close()

@@ -40,6 +40,21 @@ def partitions(data) -> list:
     return list(data) if isinstance(data, (list, tuple)) else list(data.to_delayed())
 
 
+def shared(obj, what: str):
+    """``obj`` as one piece of a Dask graph that tasks take as an argument, sent to each worker once:
+    scattered to every worker when a ``dask.distributed.Client`` is active (a large array in the
+    graph itself would go through the scheduler), else a named delayed value (not traversed)."""
+    import dask
+
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        return dask.delayed(obj, name=f"mixedpy-{what}-{uuid.uuid4().hex}", traverse=False)
+    return client.scatter(obj, broadcast=True, hash=False)
+
+
 def map_reduce(data, chunk, combine, context):
     """combine(...combine(chunk(part_0), chunk(part_1))...) over every partition, tree-reduced."""
     import dask

@@ -80,6 +80,10 @@ class Sums:
     y_moments: np.ndarray               # [sum, sum of squares] of y - y_0
     sum_w: float = 0.0                  # sum of the weights (n without weights)
     y_stats: np.ndarray | None = None   # column_moments of [y, y - offset] (rstanarm's prior scales)
+    #: with a :class:`TupleMap` (``tuples`` None): each row of the pair sums' position in the global
+    #: tuple set (repeats allowed), or None when the pair sums are dense in the global order
+    pair_at: np.ndarray | None = None
+    n_tuples: int = 0                   # the size of the global tuple set (with a TupleMap)
 
 
 def _code_dtype(J: list[int]):
@@ -91,10 +95,8 @@ def _code_dtype(J: list[int]):
 def _unique_rows(C: np.ndarray, J: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of the level-code matrix C (m, T), sorted (as :func:`_code_dtype`), and the
     inverse index."""
-    if C.shape[1] and float(np.prod([float(j) for j in J])) < 2.0 ** 62:
-        key = np.zeros(C.shape[0], dtype=np.int64)
-        for t, Jt in enumerate(J):
-            key = key * Jt + C[:, t]
+    key = _tuple_keys(C, J) if C.shape[1] else None
+    if key is not None:
         used, inv = np.unique(key, return_inverse=True)
         del key
         rows = np.empty((used.size, C.shape[1]), dtype=_code_dtype(J))
@@ -106,6 +108,58 @@ def _unique_rows(C: np.ndarray, J: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return rows.astype(_code_dtype(J), copy=False), inv.ravel()
 
 
+def unique_tuples(codes: list[np.ndarray], J: list[int]) -> np.ndarray:
+    """The distinct tuples of the per-term level ``codes`` of some rows, sorted (:func:`_unique_rows`)."""
+    return _unique_rows(np.column_stack(codes), J)[0]
+
+
+def _tuple_keys(C: np.ndarray, J: list[int]) -> np.ndarray | None:
+    """Mixed-radix int64 keys of the tuples C (m, T), increasing with C's sorted order; None when
+    they could overflow."""
+    if float(np.prod([float(j) for j in J])) >= 2.0 ** 62:
+        return None
+    key = np.zeros(C.shape[0], dtype=np.int64)
+    for t, Jt in enumerate(J):
+        key *= Jt
+        key += C[:, t]
+    return key
+
+
+@dataclass(frozen=True)
+class TupleMap:
+    """One partition's rows against a fit's global, sorted set of level-code tuples.
+
+    A GLMM makes one pass per PIRLS iteration; each sums w M_i' M_j per tuple.  With the map made
+    once (:func:`tuple_map`), a pass sums over the partition's own distinct tuples (``inv``, per row)
+    and sends them with their global positions (``at``): no per-pass sort of the tuples and no
+    tuple arrays on the way to the client, which receives the pair sums in the global order."""
+
+    inv: np.ndarray      # (n,) per row, the index of its tuple among the partition's distinct tuples
+    at: np.ndarray       # (m_local,) per distinct tuple, its position in the global set
+    size: int            # the global set's size
+
+
+def global_tuple_index(tuples: np.ndarray, J: list[int]) -> tuple:
+    """What :func:`tuple_map` needs of the global sorted tuple set: its :func:`_tuple_keys`, or,
+    when those could overflow, the tuples themselves (as ``(keys, tuples)``, the other None)."""
+    keys = _tuple_keys(tuples, J)
+    return (keys, None) if keys is not None else (None, tuples)
+
+
+def tuple_map(codes: list[np.ndarray], J: list[int], index: tuple) -> TupleMap:
+    """The :class:`TupleMap` of rows with level ``codes`` (per term) against a global sorted tuple
+    set given by ``index`` (:func:`global_tuple_index`)."""
+    keys, tuples = index
+    local, inv = _unique_rows(np.column_stack(codes), J)
+    if keys is not None:
+        size = keys.size
+        at = np.searchsorted(keys, _tuple_keys(local, J))
+    else:   # every local tuple is in the global set: its rank in the union is its position there
+        size = tuples.shape[0]
+        _, rank = np.unique(np.vstack([tuples, local]), axis=0, return_inverse=True)
+        at = rank.ravel()[size:]
+    dtype = np.int32 if size < 2 ** 31 else np.int64
+    return TupleMap(inv.astype(dtype, copy=False), at.astype(dtype, copy=False), int(size))
 def _sum_by(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     """Sums of values (m, a, b) over equal ``index``: (size, a, b)."""
     out = np.empty((size,) + values.shape[1:])
@@ -138,11 +192,14 @@ def response_shift(model: Model) -> float:
 
 
 def system_sums(model: Model, X, r, sw, codes, Ms, ldW: float = 0.0, y_start=None, stats: bool = True,
-                y_stats: np.ndarray | None = None, sum_w: float | None = None) -> Sums:
+                y_stats: np.ndarray | None = None, sum_w: float | None = None,
+                tuples: TupleMap | None = None) -> Sums:
     """The sums of one block of rows: X (n, p), working response r, square roots of the weights sw
     (or None), per term level codes and model matrices; ``y_start`` (y - y_0) for lme4's start of
     simple models; ``stats``: also X's :class:`ColumnStats`; ``y_stats``, ``sum_w``: moments of the
-    response and the sum of the weights, kept as they are (sum_w defaults to sum(sw^2))."""
+    response and the sum of the weights, kept as they are (sum_w defaults to sum(sw^2)).  With a
+    :class:`TupleMap` (``tuples``) the pair sums are by the global tuple set (``Sums.pair_at``)
+    instead of by the rows' own distinct tuples."""
     terms = model.terms
     T, n = len(terms), X.shape[0]
     J = [t.n_levels for t in terms]
@@ -153,15 +210,20 @@ def system_sums(model: Model, X, r, sw, codes, Ms, ldW: float = 0.0, y_start=Non
         Mw = [M * sw[:, None] for M in Ms]
     diag = [_level_gram(c, Jt, M) for c, Jt, M in zip(codes, J, Mw)]
     columns = [CrossProducts._columns_cross(c, Jt, M, Xy) for c, Jt, M in zip(codes, J, Mw)]
-    if T > 1:
+    pair_at, n_tuples = None, 0
+    if T > 1 and tuples is not None:
+        inv, m, pair_at, n_tuples = tuples.inv, tuples.at.size, tuples.at, tuples.size
+        tuples = None
+    elif T > 1:
         tuples, inv = _unique_rows(np.column_stack(codes), J)
+        m = tuples.shape[0]
     else:
-        tuples, inv = np.zeros((0, T), dtype=_code_dtype(J)), None
+        tuples, inv, m = np.zeros((0, T), dtype=_code_dtype(J)), None, 0
     pairs = {}
     for j in range(T):
         for i in range(j + 1, T):
             prod = Mw[i][:, :, None] * Mw[j][:, None, :]
-            pairs[i, j] = _sum_by(inv, prod, tuples.shape[0])
+            pairs[i, j] = _sum_by(inv, prod, m)
     start = None
     y_moments = np.zeros(2)
     if y_start is not None:
@@ -171,7 +233,8 @@ def system_sums(model: Model, X, r, sw, codes, Ms, ldW: float = 0.0, y_start=Non
         y_moments = np.array([y_start.sum(), y_start @ y_start])
     return Sums(n=n, ldW=ldW, diag=diag, tuples=tuples, pairs=pairs, columns=columns, fixed=Xy.T @ Xy,
                 stats=ColumnStats.of(X) if stats else None, start=start, y_moments=y_moments,
-                sum_w=float(n if sw is None else sw @ sw) if sum_w is None else sum_w, y_stats=y_stats)
+                sum_w=float(n if sw is None else sw @ sw) if sum_w is None else sum_w, y_stats=y_stats,
+                pair_at=pair_at, n_tuples=n_tuples)
 
 
 def partition_sums(part, index: int, model: Model) -> Sums:
@@ -197,47 +260,35 @@ def _chan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.vstack([n, mean, m2])
 
 
-def _tuple_keys(C: np.ndarray, J: list[int]) -> np.ndarray | None:
-    """Mixed-radix int64 keys of the tuples C (m, T), increasing with C's sorted order; None when
-    they could overflow."""
-    if float(np.prod([float(j) for j in J])) >= 2.0 ** 62:
-        return None
-    key = np.zeros(C.shape[0], dtype=np.int64)
-    for t, Jt in enumerate(J):
-        key *= Jt
-        key += C[:, t]
-    return key
-
-
-def _merge_tuples(a: Sums, b: Sums, J: list[int]):
-    """(tuples, pairs) of the union of two sorted tuple sets, pair sums added, by a linear merge:
-    b's tuples are located in a's by binary search and inserted in order.  No sort of the
-    concatenation: about half np.unique's temporaries (the root of the reduction holds most of the
-    tuples, 37M at 100M rows of 50,000 x 800 levels)."""
-    if a.tuples.shape[0] < b.tuples.shape[0]:
-        a, b = b, a                      # insert the smaller set (sums add in any order)
-    ka, kb = _tuple_keys(a.tuples, J), _tuple_keys(b.tuples, J)
+def merge_tuples(ta: np.ndarray, pa: dict, tb: np.ndarray, pb: dict, J: list[int]):
+    """(tuples, pairs) of the union of two sorted tuple sets ``ta``, ``tb`` (as :func:`_unique_rows`),
+    their per-tuple pair sums ``pa``, ``pb`` added, by a linear merge: tb's tuples are located in
+    ta's by binary search and inserted in order.  No sort of the concatenation: about half
+    np.unique's temporaries (the root of the reduction holds most of the tuples, 37M at 100M rows
+    of 50,000 x 800 levels).  Empty ``pa`` and ``pb`` give the union of the tuple sets alone."""
+    if ta.shape[0] < tb.shape[0]:
+        ta, pa, tb, pb = tb, pb, ta, pa  # insert the smaller set (sums add in any order)
+    ka, kb = _tuple_keys(ta, J), _tuple_keys(tb, J)
     if ka is None:
-        tuples, inv = _unique_rows(np.vstack([a.tuples, b.tuples]), J)
-        return tuples, {key: _sum_by(inv, np.concatenate([a.pairs[key], b.pairs[key]]), tuples.shape[0])
-                        for key in a.pairs}
+        tuples, inv = _unique_rows(np.vstack([ta, tb]), J)
+        return tuples, {key: _sum_by(inv, np.concatenate([pa[key], pb[key]]), tuples.shape[0]) for key in pa}
     pos = np.searchsorted(ka, kb)
     found = pos < ka.size
     found[found] = ka[pos[found]] == kb[found]
     del ka, kb
     ins = pos[~found]                    # where b's new tuples go in a (non-decreasing)
     # each of a's tuples moves down by the number of new ones inserted before it (np.insert's rule)
-    at_a = np.cumsum(np.bincount(ins, minlength=a.tuples.shape[0] + 1)[:-1])
+    at_a = np.cumsum(np.bincount(ins, minlength=ta.shape[0] + 1)[:-1])
     at_a += np.arange(at_a.size)
     at_new = ins + np.arange(ins.size)
     at_found = at_a[pos[found]]
     del pos, ins
     m = at_a.size + at_new.size
-    tuples = np.empty((m, a.tuples.shape[1]), dtype=a.tuples.dtype)
-    tuples[at_a], tuples[at_new] = a.tuples, b.tuples[~found]
+    tuples = np.empty((m, ta.shape[1]), dtype=ta.dtype)
+    tuples[at_a], tuples[at_new] = ta, tb[~found]
     pairs = {}
-    for key, A in a.pairs.items():
-        B = b.pairs[key]
+    for key, A in pa.items():
+        B = pb[key]
         out = np.empty((m,) + A.shape[1:])
         out[at_a], out[at_new] = A, B[~found]
         out[at_found] += B[found]
@@ -247,8 +298,12 @@ def _merge_tuples(a: Sums, b: Sums, J: list[int]):
 
 def combine_sums(a: Sums, b: Sums) -> Sums:
     """The sums of two blocks of rows together (the reduce step)."""
-    if a.tuples.shape[1] > 1:
-        tuples, pairs = _merge_tuples(a, b, [t.shape[0] for t in a.diag])
+    pair_at = None
+    if a.tuples is None:
+        tuples = None
+        pair_at, pairs = _combine_mapped(a, b)
+    elif a.tuples.shape[1] > 1:
+        tuples, pairs = merge_tuples(a.tuples, a.pairs, b.tuples, b.pairs, [t.shape[0] for t in a.diag])
     else:
         tuples, pairs = a.tuples, {}
     start = None
@@ -258,7 +313,31 @@ def combine_sums(a: Sums, b: Sums) -> Sums:
                 pairs=pairs, columns=[x + y for x, y in zip(a.columns, b.columns)], fixed=a.fixed + b.fixed,
                 stats=None if a.stats is None else a.stats.combine(b.stats), start=start,
                 y_moments=a.y_moments + b.y_moments, sum_w=a.sum_w + b.sum_w,
-                y_stats=None if a.y_stats is None else _chan(a.y_stats, b.y_stats))
+                y_stats=None if a.y_stats is None else _chan(a.y_stats, b.y_stats), pair_at=pair_at,
+                n_tuples=a.n_tuples)
+
+
+def dense_pairs(s: Sums) -> dict:
+    """The pair sums of ``s`` per tuple of the global set, in its order (with a :class:`TupleMap`)."""
+    if s.pair_at is None:
+        return s.pairs
+    return {key: _sum_by(s.pair_at, v, s.n_tuples) for key, v in s.pairs.items()}
+
+
+def _combine_mapped(a: Sums, b: Sums):
+    """(pair_at, pairs) of two blocks' pair sums by the global tuple set: concatenated while
+    together they hold fewer entries than half the set (12 bytes an entry against 8 dense),
+    else added densely."""
+    if a.pair_at is not None and b.pair_at is not None and a.pair_at.size + b.pair_at.size <= a.n_tuples // 2:
+        return (np.concatenate([a.pair_at, b.pair_at]),
+                {key: np.concatenate([v, b.pairs[key]]) for key, v in a.pairs.items()})
+    fresh = a.pair_at is not None           # a's dense sums are new arrays, to add into
+    A, B = dense_pairs(a), dense_pairs(b)
+    if not fresh:
+        A = {key: v.copy() for key, v in A.items()}
+    for key in A:
+        A[key] += B[key]
+    return None, A
 
 
 # -- the reduced system ---------------------------------------------------------------------------
