@@ -12,8 +12,8 @@ dd = pytest.importorskip("dask.dataframe")
 from mixedpy.scale.passes import map_reduce  # noqa: E402
 from mixedpy.scale.plan import combine_discovery, discover_partition, finish, make_plan  # noqa: E402
 from mixedpy.scale.sums import (Sums, _sum_by, _unique_rows, combine_sums, cross_products,  # noqa: E402
-                                dense_pairs, global_tuple_index, kept_columns, merge_tuples, partition_sums,
-                                response_shift, tuple_map)
+                                dense_pairs, global_tuple_index, kept_columns, local_tuples, merge_tuples,
+                                partition_sums, response_shift, tuple_map)
 
 from test_dask_lmer import DATA  # noqa: E402
 
@@ -63,14 +63,14 @@ def test_tuple_map_places_each_row_at_its_global_tuple(J):
     part = C[rng.permutation(500)[:120]]
     index = global_tuple_index(tuples, J)
     assert (index[0] is None) == (J[0] > 1000)
-    m = tuple_map([part[:, t] for t in range(len(J))], J, index)
+    m = tuple_map(*local_tuples([part[:, t] for t in range(len(J))], J), J, index)
     np.testing.assert_array_equal(tuples[m.at[m.inv]], part)
     assert m.size == tuples.shape[0] and m.at.dtype == np.int32
 
 
 def _mapped_sums(rng, C, J, tuples, rows):
     part = C[rows]
-    m = tuple_map([part[:, t] for t in range(len(J))], J, global_tuple_index(tuples, J))
+    m = tuple_map(*local_tuples([part[:, t] for t in range(len(J))], J), J, global_tuple_index(tuples, J))
     v = rng.normal(size=(len(rows), 2, 1))
     sums = Sums(len(rows), 0.0, [np.zeros((j, 1, 1)) for j in J], None, {(1, 0): _sum_by(m.inv, v, m.at.size)},
                 [np.zeros((1, j)) for j in J], np.zeros((1, 1)), None, None, np.zeros(2), pair_at=m.at,

@@ -36,7 +36,7 @@ from .lmer import _design
 from .passes import Passes, in_partition, partitions, shared
 from .plan import Model, combine_discovery, discover_partition, finish, make_plan, model_arrays
 from .sums import (ColumnStats, Sums, TupleMap, combine_sums, dense_pairs, global_tuple_index, kept_columns,
-                   level_structure, merge_tuples, system_sums, tuple_map, unique_tuples)
+                   level_structure, local_tuples, merge_tuples, system_sums, tuple_map)
 
 
 # -- eta by its coefficients -------------------------------------------------------------------------
@@ -108,7 +108,10 @@ class GlmmArrays:
     codes: list
     Ms: list
     aic_const: np.ndarray
-    tuples: TupleMap | None = None   # the rows against the fit's level-code tuples (two or more terms)
+    #: two or more terms: the partition's own distinct level-code tuples and per row its tuple among
+    #: them (:func:`~mixedpy.scale.sums.local_tuples`), until the rows' map to the fit's tuples replaces them
+    local: tuple | None = None
+    tuples: TupleMap | None = None   # the rows against the fit's level-code tuples
 
 
 @dataclass(frozen=True)
@@ -120,13 +123,16 @@ class ArraysContext:
 def glmm_arrays(part, index: int, ctx: ArraysContext) -> GlmmArrays:
     rows, X, codes, Ms = model_arrays(part, ctx.model)
     resp = ctx.family.prepare(rows.y, rows.w, name=ctx.model.plan.parsed.response)
-    return GlmmArrays(rows.index, X, resp, rows.offset, codes, Ms, ctx.family.loglik_const(resp))
+    J = [t.n_levels for t in ctx.model.terms]
+    local = local_tuples(codes, J) if len(J) > 1 else None
+    return GlmmArrays(rows.index, X, resp, rows.offset, codes, Ms, ctx.family.loglik_const(resp), local)
 
 
 def _prepare_arrays(A: GlmmArrays, keep: np.ndarray, J: list[int], index: tuple | None) -> GlmmArrays:
     """A partition's arrays for the PIRLS passes: the kept columns of X, and the rows' map to the
     global tuple set (``index``, :func:`~mixedpy.scale.sums.global_tuple_index`) with two or more terms."""
-    return dataclasses.replace(A, X=A.X[:, keep], tuples=None if index is None else tuple_map(A.codes, J, index))
+    return dataclasses.replace(A, X=A.X[:, keep], local=None,
+                               tuples=None if index is None else tuple_map(*A.local, J, index))
 
 
 @dataclass
@@ -144,8 +150,7 @@ class DesignSummary:
 def design_summary(A: GlmmArrays, index: int, J: list[int]) -> DesignSummary:
     y = A.resp.y[A.resp.weights > 0]
     rng = np.array([y.min(), y.max()]) if y.size else np.array([np.inf, -np.inf])
-    tuples = unique_tuples(A.codes, J) if len(J) > 1 else None
-    return DesignSummary(A.X.shape[0], ColumnStats.of(A.X), rng, J, tuples)
+    return DesignSummary(A.X.shape[0], ColumnStats.of(A.X), rng, J, None if A.local is None else A.local[0])
 
 
 def combine_summaries(a: DesignSummary, b: DesignSummary) -> DesignSummary:

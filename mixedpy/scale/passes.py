@@ -43,25 +43,29 @@ def partitions(data) -> list:
 def shared(obj, what: str):
     """``obj`` as one piece of a Dask graph that tasks take as an argument, sent to each worker once:
     scattered to every worker when a ``dask.distributed.Client`` is active (a large array in the
-    graph itself would go through the scheduler), else a named delayed value (not traversed)."""
-    import dask
-
+    graph itself would go through the scheduler), else a :func:`graph_value`."""
     try:
         from distributed import default_client
 
         client = default_client()
     except (ImportError, ValueError):
-        return dask.delayed(obj, name=f"mixedpy-{what}-{uuid.uuid4().hex}", traverse=False)
+        return graph_value(obj, what)
     return client.scatter(obj, broadcast=True, hash=False)
+
+
+def graph_value(obj, what: str):
+    """``obj`` as one named key of a Dask graph, sent once per worker that needs it; naming it (and
+    not traversing it) skips Dask's walk through its contents."""
+    import dask
+
+    return dask.delayed(obj, name=f"mixedpy-{what}-{uuid.uuid4().hex}", traverse=False)
 
 
 def map_reduce(data, chunk, combine, context):
     """combine(...combine(chunk(part_0), chunk(part_1))...) over every partition, tree-reduced."""
     import dask
 
-    # the context (levels, model matrix specs) is one key of the graph, sent once per worker;
-    # naming it (and not traversing it) skips Dask's walk through its contents
-    ctx = dask.delayed(context, name=f"mixedpy-context-{uuid.uuid4().hex}", traverse=False)
+    ctx = graph_value(context, "context")     # the levels, model matrix specs, coefficients
     nodes = [dask.delayed(in_partition, pure=True)(chunk, part, i, ctx)
              for i, part in enumerate(partitions(data))]
     while len(nodes) > 1:

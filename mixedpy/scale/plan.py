@@ -24,7 +24,7 @@ from .. import validation
 from ..errors import DataError, FormulaError, MissingValuesWarning, ZeroWeightsWarning
 from ..formula.bars import ParsedFormula, parse_formula
 from ..formula.design import (_check_columns, _eval_expr, _expand_dot, _response_parts, _term_model_matrix,
-                              _used_rows, formula_variables, grouping_codes)
+                              _used_rows, formula_variables, grouping_codes, level_codes)
 from ..formula.modelmatrix import ModelMatrixSpec, fixed_matrix
 from ..formula.namespace import used_env
 from ..formula.reval import sorted_levels
@@ -194,7 +194,7 @@ class TermCoder:
     def codes(self, frame: pd.DataFrame) -> np.ndarray:
         per = []
         for c, vals in zip(self.columns, self.values):
-            codes = vals.get_indexer(frame[c]).astype(np.int64)
+            codes = level_codes(frame[c], vals)
             if (codes < 0).any():
                 raise DataError(self._unseen(c, frame[c][codes < 0].iloc[0]))
             per.append(codes)
@@ -277,7 +277,7 @@ def finish(plan: Plan, disc: Discovery) -> Model:
         values = tuple(pd.Index(sorted_levels(found[g])) for g in bar.group)
         used = None
         if len(bar.group) > 1:
-            per = [v.get_indexer(found[g]).astype(np.int64) for g, v in zip(bar.group, values)]
+            per = [level_codes(found[g], v) for g, v in zip(bar.group, values)]
             key = np.zeros(len(found), dtype=np.int64)
             for codes, v in zip(per, values):
                 key = key * len(v) + codes

@@ -108,9 +108,10 @@ def _unique_rows(C: np.ndarray, J: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return rows.astype(_code_dtype(J), copy=False), inv.ravel()
 
 
-def unique_tuples(codes: list[np.ndarray], J: list[int]) -> np.ndarray:
-    """The distinct tuples of the per-term level ``codes`` of some rows, sorted (:func:`_unique_rows`)."""
-    return _unique_rows(np.column_stack(codes), J)[0]
+def local_tuples(codes: list[np.ndarray], J: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct tuples of the per-term level ``codes`` of some rows, sorted, and per row the
+    index of its tuple among them (:func:`_unique_rows`)."""
+    return _unique_rows(np.column_stack(codes), J)
 
 
 def _tuple_keys(C: np.ndarray, J: list[int]) -> np.ndarray | None:
@@ -146,11 +147,11 @@ def global_tuple_index(tuples: np.ndarray, J: list[int]) -> tuple:
     return (keys, None) if keys is not None else (None, tuples)
 
 
-def tuple_map(codes: list[np.ndarray], J: list[int], index: tuple) -> TupleMap:
-    """The :class:`TupleMap` of rows with level ``codes`` (per term) against a global sorted tuple
-    set given by ``index`` (:func:`global_tuple_index`)."""
+def tuple_map(local: np.ndarray, inv: np.ndarray, J: list[int], index: tuple) -> TupleMap:
+    """The :class:`TupleMap` of rows whose distinct tuples are ``local`` (sorted) and whose tuple
+    among them is ``inv`` (:func:`local_tuples`), against a global sorted tuple set given by
+    ``index`` (:func:`global_tuple_index`)."""
     keys, tuples = index
-    local, inv = _unique_rows(np.column_stack(codes), J)
     if keys is not None:
         size = keys.size
         at = np.searchsorted(keys, _tuple_keys(local, J))
@@ -160,6 +161,8 @@ def tuple_map(codes: list[np.ndarray], J: list[int], index: tuple) -> TupleMap:
         at = rank.ravel()[size:]
     dtype = np.int32 if size < 2 ** 31 else np.int64
     return TupleMap(inv.astype(dtype, copy=False), at.astype(dtype, copy=False), int(size))
+
+
 def _sum_by(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     """Sums of values (m, a, b) over equal ``index``: (size, a, b)."""
     out = np.empty((size,) + values.shape[1:])
