@@ -96,3 +96,25 @@ def test_mapped_pair_sums_combine_to_the_sums_by_global_tuple(sizes):
     # the inputs are not changed by the combine (Dask may hold them elsewhere)
     again = combine_sums(combine_sums(parts[0][0], parts[1][0]), parts[2][0])
     np.testing.assert_allclose(dense_pairs(again)[1, 0], want, atol=1e-12)
+
+
+def test_pass_contexts_are_scattered_with_a_distributed_client():
+    """With a Client, what every partition's task reads (a pass's context, the tuple index) is
+    scattered to the workers, not put in the graph the scheduler keeps in its logs; without one it
+    is a named delayed value."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+    from dask.delayed import Delayed
+
+    from mixedpy.scale.passes import shared
+
+    ctx = {"b": np.arange(10.0)}
+    assert isinstance(shared(ctx, "context"), Delayed)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster):
+        got = shared(ctx, "context")
+        assert isinstance(got, distributed.Future)
+        np.testing.assert_array_equal(got.result()["b"], ctx["b"])
+        total = map_reduce([dask.delayed(np.arange(3.0)), dask.delayed(np.arange(3.0))],
+                           lambda part, i, c: float(part.sum() + c["b"].sum()), lambda a, b: a + b, ctx)
+        assert total == 2 * (3.0 + 45.0)

@@ -41,31 +41,30 @@ def partitions(data) -> list:
 
 
 def shared(obj, what: str):
-    """``obj`` as one piece of a Dask graph that tasks take as an argument, sent to each worker once:
-    scattered to every worker when a ``dask.distributed.Client`` is active (a large array in the
-    graph itself would go through the scheduler), else a :func:`graph_value`."""
+    """``obj`` as one piece of a Dask graph that tasks take as an argument, sent to each worker once.
+
+    With a ``dask.distributed.Client`` it is scattered to every worker: an object in the graph itself
+    goes through the scheduler, whose logs keep each graph's objects (a glmer pass's coefficients:
+    at 50,000 x 800 levels the scheduler's memory grew by about 5 MB a pass, 2.5 GB over 500), and
+    a large one draws distributed's "large graph" warning.  Otherwise a named delayed value, which
+    Dask does not traverse."""
+    import dask
+
     try:
         from distributed import default_client
 
         client = default_client()
     except (ImportError, ValueError):
-        return graph_value(obj, what)
-    return client.scatter(obj, broadcast=True, hash=False)
-
-
-def graph_value(obj, what: str):
-    """``obj`` as one named key of a Dask graph, sent once per worker that needs it; naming it (and
-    not traversing it) skips Dask's walk through its contents."""
-    import dask
-
-    return dask.delayed(obj, name=f"mixedpy-{what}-{uuid.uuid4().hex}", traverse=False)
+        return dask.delayed(obj, name=f"mixedpy-{what}-{uuid.uuid4().hex}", traverse=False)
+    # in a list, so that a dict or tuple is scattered whole, not as one future per element
+    return client.scatter([obj], broadcast=True, hash=False)[0]
 
 
 def map_reduce(data, chunk, combine, context):
     """combine(...combine(chunk(part_0), chunk(part_1))...) over every partition, tree-reduced."""
     import dask
 
-    ctx = graph_value(context, "context")     # the levels, model matrix specs, coefficients
+    ctx = shared(context, "context")     # the levels, model matrix specs, coefficients
     nodes = [dask.delayed(in_partition, pure=True)(chunk, part, i, ctx)
              for i, part in enumerate(partitions(data))]
     while len(nodes) > 1:
